@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian 12 machine (root, apt, PyPI) to run avfrepo and its tests.
+#
+# What it does, and why (see shared HOST-TOOLS notes):
+#  - installs the Arch tool chain Debian ships: pacman, makepkg, repo-add (pacman 6.0.2),
+#    bsdtar (makepkg and repo-add need it, Debian does not pull it in), fakeroot, zstd, gnupg;
+#  - installs the -dev packages pyalpm needs to compile against Debian's libalpm;
+#  - creates the unprivileged build user makepkg needs (it refuses to run as root);
+#  - creates .venv and installs avfrepo with its test extras into it.
+# Idempotent: running it again only re-checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD_USER="${AVFREPO_BUILD_USER:-avfbuild}"
+APT_PACKAGES=(
+  pacman-package-manager makepkg libarchive-tools fakeroot binutils zstd gnupg git
+  libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev libssl-dev pkgconf gcc
+  python3-dev python3-venv e2fsprogs file
+)
+
+need_apt=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$p")
+done
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup-debian: missing Debian packages: ${need_apt[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  echo "setup-debian: installing ${need_apt[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ "$(id -u)" -eq 0 ] && ! id -u "$BUILD_USER" >/dev/null 2>&1; then
+  echo "setup-debian: creating build user $BUILD_USER" >&2
+  useradd --system --create-home --home-dir "/var/lib/$BUILD_USER" --shell /usr/sbin/nologin "$BUILD_USER"
+fi
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'

@@ -1,0 +1,239 @@
+"""A local stand-in for AVF's Virtualization repository, and `avfrepo demo` on top of it.
+
+The stand-in has the real repository's *shape* (facts file §1): the Android 16 layout of
+`guest/<svc>/` crates with `debian/service` units, `libs/`, `build/debian/` with the ttyd
+and kernel packaging, unrelated components around them, annotated and lightweight tags of
+many families, several tags on one commit. Every file in it is written here, small and
+synthetic; nothing is copied from upstream.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Callable
+
+import git
+
+GRPC_SERVICES = ("forwarder_guest_launcher", "shutdown_runner", "storage_balloon_agent")
+SERVICES = ("forwarder_guest", *GRPC_SERVICES)
+DESCRIPTIONS = {
+    "forwarder_guest_launcher": "Starts port forwarding of guest TCP listeners to the host",
+    "shutdown_runner": "Powers the guest off when the host asks",
+    "storage_balloon_agent": "Reports free disk space of the guest to the host",
+}
+
+# Tag families that live in the same repository and must never be taken for releases.
+DISTRACTOR_TAGS = (
+    "android-platform-16.0.0_r12", "android-mainline-16.0.0_r1", "android-security-16.0.0_r14",
+    "android-cts-16.0_r1", "android-vts-16.0_r1", "aml_virt_350400000", "platform-tools-35.0.2",
+    "frc_350400000", "android-s-beta-4", "android-16.0.0_r0.4", "android-16.0.0_r11-rc1",
+)
+
+
+def unit_text(svc: str, extra: str = "") -> str:
+    return textwrap.dedent(f"""\
+        [Unit]
+        Description={DESCRIPTIONS.get(svc, svc)}
+        After=syslog.target
+        After=network.target
+        After=virtiofs_internal.service
+
+        [Service]
+        ExecStart=/usr/bin/{svc} --grpc-port-file /mnt/internal/debian_service_port{extra}
+        Type=simple
+        Restart=on-failure
+        RestartSec=1
+        User=root
+        Group=root
+
+        [Install]
+        WantedBy=multi-user.target
+        """)
+
+
+def android16_files(revision: int = 1) -> dict[str, str]:
+    """path -> content of an Android-16-shaped tree; `revision` varies unrelated content."""
+    f: dict[str, str] = {}
+    f["libs/debian_service/proto/DebianService.proto"] = textwrap.dedent("""\
+        syntax = "proto3";
+        package com.android.virtualization.terminal.proto;
+        service DebianService {
+          rpc ReportVmActivePorts (ReportVmActivePortsRequest) returns (ReportVmActivePortsResponse) {}
+        }
+        message ReportVmActivePortsRequest { repeated int32 ports = 1; }
+        message ReportVmActivePortsResponse { bool success = 1; }
+        """)
+    f["libs/libforwarder/Cargo.toml"] = '[package]\nname = "forwarder"\nversion = "1.0.0"\nedition = "2021"\n'
+    f["libs/libforwarder/src/lib.rs"] = "pub fn forward(a: u16) -> u16 { a }\n"
+    for svc in SERVICES:
+        d = f"guest/{svc}"
+        dep = '\n[dependencies]\nforwarder = { path = "../../libs/libforwarder" }\n' if svc == "forwarder_guest" else ""
+        f[f"{d}/Cargo.toml"] = f'[package]\nname = "{svc}"\nversion = "1.0.0"\nedition = "2021"\n{dep}'
+        f[f"{d}/src/main.rs"] = f'fn main() {{ println!("{svc}"); }}\n'
+        f[f"{d}/.cargo/config.toml"] = ('[target.aarch64-unknown-linux-gnu]\nlinker = "aarch64-linux-gnu-gcc"\n'
+                                        'rustflags = ["-C", "target-feature=+crt-static"]\n')
+        if svc in GRPC_SERVICES:
+            f[f"{d}/build.rs"] = ('fn main() { println!("cargo:rerun-if-changed='
+                                  '../../libs/debian_service/proto/DebianService.proto"); }\n')
+            f[f"{d}/debian/service"] = unit_text(svc)
+    f["build/debian/ttyd/client_cert.patch"] = "--- a/lib/tls/mbedtls/mbedtls-server.c\n+++ b/lib/tls/mbedtls/mbedtls-server.c\n"
+    f["build/debian/ttyd/xtermjs_a11y.patch"] = "--- a/src/html.h\n+++ b/src/html.h\n"
+    f["build/debian/ttyd/cross-build.sh"] = "#!/bin/sh\nLWS_VERSION=4.3.3\nMBEDTLS_VERSION=2.28.5\n"
+    f["build/debian/kernel/config"] = "CONFIG_SND_VIRTIO=y\nCONFIG_SND=y\nCONFIG_SOUND=y\nCONFIG_DRM=m\n"
+    f["build/debian/kernel/patches/series"] = "avf/arm64-balloon.patch\n"
+    f["build/debian/kernel/patches/avf/arm64-balloon.patch"] = "Subject: [PATCH 1/6] arm64: balloon\n"
+    f["build/debian/vm_config.json"] = '{\n  "name": "debian",\n  "memory_mib": 4096\n}\n'
+    # unrelated components of the same repository
+    f["android/virtmgr/src/main.rs"] = f"// virtmgr revision {revision}\nfn main() {{}}\n"
+    f["docs/README.md"] = f"Virtualization docs, revision {revision}\n"
+    return f
+
+
+class FakeAvf:
+    """A git repository shaped like platform/packages/modules/Virtualization."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        self.repo = git.Repo.init(path, initial_branch="main")
+        with self.repo.config_writer() as cw:
+            cw.set_value("user", "name", "AVF Fixture")
+            cw.set_value("user", "email", "fixture@example.invalid")
+            cw.set_value("uploadpack", "allowFilter", "true")
+            cw.set_value("uploadpack", "allowAnySHA1InWant", "true")
+            cw.set_value("tag", "gpgSign", "false")
+            cw.set_value("commit", "gpgSign", "false")
+
+    @property
+    def url(self) -> str:
+        return self.path.resolve().as_uri()
+
+    def commit(self, files: dict[str, str], message: str, *, remove: tuple[str, ...] = ()) -> str:
+        for rel in remove:
+            target = self.path / rel
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+        for rel, content in files.items():
+            p = self.path / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(content)
+        self.repo.git.add("-A")
+        self.repo.git.commit("-q", "--allow-empty", "-m", message)
+        return self.repo.head.commit.hexsha
+
+    def tag(self, name: str, commit: str | None = None, *, message: str | None = None, force: bool = False) -> None:
+        args = ["-f"] if force else []
+        if message is not None:
+            args += ["-a", "-m", message]
+        self.repo.git.tag(*args, name, commit or "HEAD")
+
+    def head(self) -> str:
+        return self.repo.head.commit.hexsha
+
+
+def make_demo_upstream(path: Path) -> FakeAvf:
+    """Android 15 tags on an older layout, then Android 16 r1..r10 with r2 and r3 on one commit
+    (mixed tag kinds and message wording), plus distractor families."""
+    avf = FakeAvf(path)
+    old = android16_files(0)
+    for svc in GRPC_SERVICES:   # android 15: units lived elsewhere, not in guest/<svc>/debian
+        old.pop(f"guest/{svc}/debian/service")
+    old["build/debian/fai_config/files/etc/systemd/system/ip_addr_reporter.service/AVF"] = "[Unit]\n"
+    c15 = avf.commit(old, "Android 15 layout")
+    for r in range(1, 6):
+        avf.tag(f"android-15.0.0_r{r}", c15, message=f"Android 15.0.0 release {r}")
+    avf.commit(android16_files(1), "Guest agents move to guest/<svc>/debian",
+               remove=("build/debian/fai_config",))
+    avf.tag("android-16.0.0_r1", message="Android 16.0.0 Release 1 (BP2A.250605.031)")
+    c2 = avf.commit(android16_files(2), "Unrelated: virtmgr changes")
+    avf.tag("android-16.0.0_r2", c2, message="Android 16.0.0 release 2")
+    avf.tag("android-16.0.0_r3", c2)            # same commit, lightweight
+    for r in range(4, 11):
+        avf.commit(android16_files(r), f"Unrelated change {r}")
+        avf.tag(f"android-16.0.0_r{r}", message=f"Android 16.0.0 Release {r}" if r % 2 else None)
+    for t in DISTRACTOR_TAGS:
+        avf.commit(android16_files(100 + len(t)), f"work for {t}")
+        avf.tag(t, message=f"{t}")
+    return avf
+
+
+def write_config(path: Path, avf_url: str, gnupg_home: Path, *, backend: str = "makepkg",
+                 extra: str = "") -> Path:
+    path.write_text(textwrap.dedent(f"""\
+        # written by avfrepo demo
+        [paths]
+        pkgbuilds = "pkgbuilds"
+        cache = "cache"
+        logs = "logs"
+
+        [repo]
+        name = "avf"
+        path = "repo"
+        arch = "aarch64"
+        server = "file://{path.parent / 'repo'}"
+
+        [signing]
+        gnupg_home = "{gnupg_home}"
+
+        [build]
+        backend = "{backend}"
+        user = "{os.environ.get('AVFREPO_BUILD_USER', 'avfbuild')}"
+
+        [upstreams.avf]
+        url = "{avf_url}"
+        """) + extra)
+    return path
+
+
+def run_demo(workdir: str | None, *, keep: bool = False, progress: Callable[[str], None] = print) -> int:
+    """The whole cycle on the demo upstream; returns an exit code."""
+    from . import config as config_mod
+    from .build import build
+    from .pacman_client import PacmanRoot
+    from .repo.verify import verify
+    from .signing import init_key
+    from .sync import sync
+
+    base = Path(workdir).resolve() if workdir else Path(tempfile.mkdtemp(prefix="avfrepo-demo-"))
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        progress(f"demo folder: {base}")
+        avf = make_demo_upstream(base / "upstream" / "Virtualization")
+        progress(f"1. demo AVF upstream with {len(avf.repo.tags)} tags at {avf.url}")
+        cfg = config_mod.load(write_config(base / "avfrepo.toml", avf.url, base / "gnupg"))
+        key, _ = init_key(cfg.signing, "avfrepo demo <demo@example.invalid>")
+        progress(f"2. signing key {key.fingerprint}")
+        rep = sync(cfg)
+        for p in rep.packages:
+            progress(f"3. sync: {p.name} {p.action} {p.new or p.old or ''} ({'; '.join(p.reasons + p.problems)})")
+        if rep.refused:
+            return 1
+        brep = build(cfg, progress=lambda s: progress("4. build: " + s))
+        if brep.failed:
+            return 1
+        vrep = verify(cfg)
+        progress(f"5. verify: {'OK' if vrep.ok else 'FAILED'}, {len(vrep.checks)} checks")
+        if not vrep.ok:
+            for c in vrep.bad():
+                progress(f"   BAD {c.path}: {c.message}")
+            return 1
+        client = PacmanRoot(base / "client", {cfg.repo.name: cfg.repo.path.as_uri()}, cfg.repo.arch)
+        client.trust(cfg.repo.path / f"{cfg.repo.name}.asc", key.fingerprint)
+        client.install("avf-config", "avf-keyring")
+        units = sorted(p.name for p in (client.root / "usr/lib/systemd/system").glob("*"))
+        progress(f"6. pacman (SigLevel = Required) installed avf-config and avf-keyring into {client.root}:")
+        progress("   units: " + ", ".join(units))
+        again = sync(cfg)
+        progress("7. second sync: " + ("nothing to do" if not again.changed else "changed?!"))
+        return 0 if not again.changed else 1
+    finally:
+        if not keep and not workdir:
+            shutil.rmtree(base, ignore_errors=True)
+        elif keep:
+            progress(f"kept {base}")

@@ -1,0 +1,1 @@
+"""The signed [avf] repository on disk: publish into it, verify it."""

@@ -1,0 +1,90 @@
+"""The one place external programs are started.
+
+Every call is logged, captured, bounded by a timeout and turned into a ToolError naming the
+tool on failure, so no bare subprocess.run is scattered around the code base.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .errors import ToolError
+
+log = logging.getLogger("avfrepo.run")
+
+DEFAULT_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def which(tool: str) -> str | None:
+    return shutil.which(tool)
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    check: bool = True,
+    input: str | None = None,
+    hint: str = "",
+    log_file: Path | None = None,
+) -> Result:
+    """Run argv; raise ToolError (naming argv[0]) when it fails or times out.
+
+    env is added on top of the current environment. With log_file, stdout and stderr go
+    to that file (for long builds) instead of being captured.
+    """
+    args = [os.fspath(a) for a in argv]
+    tool = Path(args[0]).name
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    log.debug("run %s (cwd=%s)", " ".join(args), cwd)
+    try:
+        if log_file is not None:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_file, "ab") as fh:
+                proc = subprocess.run(
+                    args, cwd=cwd, env=full_env, timeout=timeout, stdout=fh,
+                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                )
+            out, err = "", ""
+        else:
+            proc = subprocess.run(
+                args, cwd=cwd, env=full_env, timeout=timeout, capture_output=True, text=True,
+                input=input, stdin=None if input is not None else subprocess.DEVNULL,
+            )
+            out, err = proc.stdout, proc.stderr
+    except FileNotFoundError as exc:
+        raise ToolError(tool, args, 127, str(exc), hint or f"{tool} is not installed (see scripts/setup-debian.sh)") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise ToolError(tool, args, None, f"no answer within {timeout} s", hint) from exc
+    if check and proc.returncode != 0:
+        output = (out or "") + (err or "")
+        if log_file is not None:
+            output = _tail(log_file)
+        raise ToolError(tool, args, proc.returncode, output, hint)
+    return Result(args, proc.returncode, out, err)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:]) + f"\n(full log: {path})"

@@ -1,0 +1,162 @@
+"""The repository's OpenPGP key: find it, create it, export it, sign and verify with it.
+
+All gpg calls use the configured GnuPG home (never the caller's default keyring), in batch
+mode, so they work unattended (CI imports its secret into a temporary home).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import SigningConfig
+from .errors import SigningError, ToolError
+from .run import run
+
+
+@dataclass(frozen=True)
+class Key:
+    fingerprint: str
+    uid: str
+    created: dt.datetime
+    expires: dt.datetime | None
+
+    @property
+    def created_date(self) -> str:
+        return self.created.strftime("%Y%m%d")
+
+
+def _gpg(home: Path, *args: str, **kw):
+    return run(["gpg", "--homedir", str(home), "--batch", "--no-tty", "--yes", *args], **kw)
+
+
+def _prepare_home(home: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(home, 0o700)
+
+
+def secret_keys(home: Path) -> list[Key]:
+    if not home.is_dir():
+        return []
+    out = _gpg(home, "--with-colons", "--fixed-list-mode", "--list-secret-keys", check=False).stdout
+    keys: list[Key] = []
+    cur: dict[str, str] = {}
+    for line in out.splitlines():
+        f = line.split(":")
+        if f[0] == "sec":
+            if cur.get("fpr"):
+                keys.append(_key(cur))
+            cur = {"validity": f[1], "created": f[5], "expires": f[6], "caps": f[11] if len(f) > 11 else ""}
+        elif f[0] == "fpr" and cur and "fpr" not in cur:
+            cur["fpr"] = f[9]
+        elif f[0] == "uid" and cur and "uid" not in cur:
+            cur["uid"] = f[9]
+    if cur.get("fpr"):
+        keys.append(_key(cur))
+    return keys
+
+
+def _key(d: dict[str, str]) -> Key:
+    def ts(v: str) -> dt.datetime | None:
+        return dt.datetime.fromtimestamp(int(v), dt.timezone.utc) if v else None
+    return Key(d["fpr"].upper(), d.get("uid", ""), ts(d["created"]) or dt.datetime.now(dt.timezone.utc), ts(d["expires"]))
+
+
+def signing_key(cfg: SigningConfig) -> Key:
+    """The key to sign with, or a SigningError that says how to get one."""
+    keys = secret_keys(cfg.gnupg_home)
+    if cfg.key:
+        keys = [k for k in keys if k.fingerprint == cfg.key]
+        if not keys:
+            raise SigningError(f"signing key {cfg.key} has no secret key in {cfg.gnupg_home} "
+                               f"(import it, or run `avfrepo key init` with [signing] key unset)")
+    elif not keys:
+        raise SigningError(f"no signing key in {cfg.gnupg_home}: run `avfrepo key init` "
+                           f"(or set [signing] gnupg_home / key in the config)")
+    elif len(keys) > 1:
+        raise SigningError(f"{len(keys)} secret keys in {cfg.gnupg_home}: set [signing] key to the fingerprint "
+                           f"to use ({', '.join(k.fingerprint for k in keys)})")
+    key = keys[0]
+    if key.expires and key.expires <= dt.datetime.now(dt.timezone.utc):
+        raise SigningError(f"signing key {key.fingerprint} expired on {key.expires:%Y-%m-%d}")
+    return key
+
+
+def init_key(cfg: SigningConfig, uid: str) -> tuple[Key, bool]:
+    """Create an ed25519 signing key unless one is usable already. Returns (key, created)."""
+    try:
+        return signing_key(cfg), False
+    except SigningError:
+        if secret_keys(cfg.gnupg_home):
+            raise
+    _prepare_home(cfg.gnupg_home)
+    _gpg(cfg.gnupg_home, "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never")
+    return signing_key(cfg), True
+
+
+def export_public(cfg: SigningConfig, fingerprint: str, *, armor: bool) -> bytes:
+    """The public key, binary (for keyrings) or ASCII-armored (published beside the db)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "key"
+        _gpg(cfg.gnupg_home, *(["--armor"] if armor else []), "--output", str(out), "--export", fingerprint)
+        data = out.read_bytes() if out.exists() else b""
+    if not data:
+        raise SigningError(f"gpg exported nothing for {fingerprint} from {cfg.gnupg_home}")
+    return data
+
+
+def detach_sign(cfg: SigningConfig, key: Key, file: Path) -> Path:
+    """Write FILE.sig (binary detached signature, as pacman expects)."""
+    sig = file.with_name(file.name + ".sig")
+    tmp = sig.with_name("." + sig.name + ".tmp")
+    try:
+        _gpg(cfg.gnupg_home, "--local-user", key.fingerprint, "--detach-sign", "--no-armor",
+             "--output", str(tmp), str(file))
+        os.replace(tmp, sig)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return sig
+
+
+@dataclass(frozen=True)
+class SigCheck:
+    ok: bool
+    signer: str | None
+    reason: str
+
+
+def verify_detached(public_key: bytes, sig: Path, file: Path, fingerprint: str) -> SigCheck:
+    """Check sig over file with gpgv against a keyring holding only public_key.
+
+    Good means: the signature verifies and the signing (primary) key is `fingerprint`.
+    """
+    if not sig.exists():
+        return SigCheck(False, None, "signature file missing")
+    with tempfile.TemporaryDirectory() as tmp:
+        ring = Path(tmp) / "ring.gpg"
+        ring.write_bytes(public_key)
+        try:
+            res = run(["gpgv", "--status-fd", "1", "--keyring", str(ring), str(sig), str(file)], check=False)
+        except ToolError as exc:
+            return SigCheck(False, None, str(exc))
+    valid = [l.split() for l in res.stdout.splitlines() if l.startswith("[GNUPG:] VALIDSIG ")]
+    if res.returncode != 0 or not valid:
+        why = "bad signature" if "BADSIG" in res.stdout else "signature does not verify with the repository key"
+        return SigCheck(False, None, why)
+    primary = valid[0][-1].upper()
+    if primary != fingerprint.upper():
+        return SigCheck(False, primary, f"signed by {primary}, not the repository key")
+    return SigCheck(True, primary, "good signature")
+
+
+def verification_key(cfg: SigningConfig) -> str:
+    """Fingerprint of the key the repository must be signed with (public part suffices)."""
+    if cfg.key:
+        res = _gpg(cfg.gnupg_home, "--with-colons", "--list-keys", cfg.key, check=False) if cfg.gnupg_home.is_dir() else None
+        if res is None or res.returncode != 0:
+            raise SigningError(f"the repository key {cfg.key} is not in {cfg.gnupg_home}: import its public key")
+        return cfg.key
+    return signing_key(cfg).fingerprint

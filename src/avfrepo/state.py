@@ -1,0 +1,70 @@
+"""The state (lock) file pkgbuilds/avfrepo-state.json.
+
+It records what the last sync applied: per upstream the version (tag) and peeled commit,
+per package pkgver, pkgrel and the hash of its rendered inputs. Written atomically; a
+missing file is an empty state (first sync).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import StateError
+from .fsutil import atomic_write
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class UpstreamState:
+    version: str
+    commit: str | None
+
+
+@dataclass(frozen=True)
+class PackageState:
+    pkgver: str
+    pkgrel: int
+    inputs: str                                   # sha256 over the rendered inputs
+    upstreams: dict[str, str] = field(default_factory=dict)   # upstream -> version used
+
+    @property
+    def full_version(self) -> str:
+        return f"{self.pkgver}-{self.pkgrel}"
+
+
+@dataclass
+class State:
+    upstreams: dict[str, UpstreamState] = field(default_factory=dict)
+    packages: dict[str, PackageState] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = {
+            "format": FORMAT,
+            "upstreams": {k: asdict(v) for k, v in sorted(self.upstreams.items())},
+            "packages": {k: asdict(v) for k, v in sorted(self.packages.items())},
+        }
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def load(path: Path) -> State:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return State()
+    try:
+        data = json.loads(text)
+        if data.get("format") != FORMAT:
+            raise StateError(f"{path}: unsupported state format {data.get('format')!r} (this avfrepo reads {FORMAT})")
+        return State(
+            upstreams={k: UpstreamState(**v) for k, v in data.get("upstreams", {}).items()},
+            packages={k: PackageState(**v) for k, v in data.get("packages", {}).items()},
+        )
+    except (json.JSONDecodeError, TypeError, AttributeError) as exc:
+        raise StateError(f"{path}: corrupt state file ({exc}); restore it from git") from None
+
+
+def save(path: Path, state: State) -> None:
+    atomic_write(path, state.to_json().encode())

@@ -1,0 +1,197 @@
+"""`avfrepo sync`: upstreams -> rendered PKGBUILDs under pkgbuilds/, by the bump rules.
+
+Order of work, so that a failure leaves pkgbuilds/ as it was:
+1. query every upstream (nothing written yet; any failure aborts the whole sync);
+2. check recorded tags did not move;
+3. fetch the needed upstream trees (into the cache, not pkgbuilds/);
+4. render every package, decide its version, generate .SRCINFO in a scratch directory;
+5. only then (and not with --dry-run) swap each changed package directory into place and
+   write the state file last.
+
+Bump rules, per package:
+- inputs (the rendered files, versions left out) unchanged -> nothing, whatever upstream did;
+- inputs changed, upstream pkgver newer -> that pkgver, pkgrel 1;
+- inputs changed, same upstream pkgver -> pkgrel + 1;
+- upstream pkgver older than the recorded one -> refused (never a downgrade).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import checkout, packages, signing, state as state_mod
+from .config import Config
+from .errors import AvfrepoError, ConfigError, SigningError
+from .fsutil import read_tree, replace_dir
+from .makepkg import printsrcinfo
+from .packages import Context, RenderProblem
+from .sources import Release
+from .sources.git_tags import latest, ls_remote_tags
+from .versions import vercmp
+
+log = logging.getLogger("avfrepo.sync")
+
+
+@dataclass
+class PackageReport:
+    name: str
+    action: str = "unchanged"            # new | bump | unchanged | restored | refused
+    old: str | None = None
+    new: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "action": self.action, "old": self.old, "new": self.new,
+                "reasons": self.reasons, "problems": self.problems}
+
+
+@dataclass
+class SyncReport:
+    upstreams: dict[str, dict] = field(default_factory=dict)
+    packages: list[PackageReport] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    written: bool = False
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.problems) or any(p.action == "refused" for p in self.packages)
+
+    @property
+    def changed(self) -> list[PackageReport]:
+        return [p for p in self.packages if p.action in ("new", "bump", "restored")]
+
+    def to_json(self) -> dict:
+        return {"dry_run": self.dry_run, "written": self.written, "upstreams": self.upstreams,
+                "packages": [p.to_json() for p in self.packages], "problems": self.problems,
+                "refused": self.refused}
+
+
+def _decide(r: PackageReport, rendered: packages.Rendered, prev: state_mod.PackageState | None,
+            on_disk: dict[str, bytes]) -> tuple[str, int] | None:
+    """Apply the bump rules; fill the report; return (pkgver, pkgrel) to write, or None."""
+    inputs = rendered.inputs_hash()
+    if prev is None:
+        r.action, r.new = "new", f"{rendered.pkgver}-1"
+        r.reasons.append(f"new package at {rendered.pkgver}")
+        return rendered.pkgver, 1
+    r.old = prev.full_version
+    c = vercmp(rendered.pkgver, prev.pkgver)
+    if c < 0:
+        r.action = "refused"
+        r.problems.append(f"upstream version {rendered.pkgver} is older than the packaged {prev.pkgver}: "
+                          "refusing a downgrade")
+        return None
+    if inputs == prev.inputs:
+        moved = [f"{u} {prev.upstreams.get(u)} -> {v}" for u, v in rendered.upstreams.items()
+                 if prev.upstreams.get(u) != v]
+        if moved:
+            r.reasons.append("inputs unchanged despite " + ", ".join(moved) + ": no bump")
+        expected = rendered.finalize(prev.pkgver, prev.pkgrel)
+        if any(on_disk.get(k) != v for k, v in expected.items()):
+            r.action, r.new = "restored", prev.full_version
+            r.reasons.append("pkgbuilds directory differed from the recorded render: rewritten, same version")
+            return prev.pkgver, prev.pkgrel
+        return None
+    if c > 0:
+        r.action, r.new = "bump", f"{rendered.pkgver}-1"
+        ups = ", ".join(f"{u} {prev.upstreams.get(u)} -> {v}" for u, v in rendered.upstreams.items()
+                        if prev.upstreams.get(u) != v)
+        r.reasons.append(f"new upstream version {rendered.pkgver}" + (f" ({ups})" if ups else ""))
+        return rendered.pkgver, 1
+    r.action, r.new = "bump", f"{prev.pkgver}-{prev.pkgrel + 1}"
+    r.reasons.append("inputs changed at the same upstream version: pkgrel + 1")
+    return prev.pkgver, prev.pkgrel + 1
+
+
+def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -> SyncReport:
+    report = SyncReport(dry_run=dry_run)
+    st = state_mod.load(cfg.state_file)
+    registry = packages.registry()
+    wanted = list(registry)
+    if only:
+        unknown = [n for n in only if n not in registry and n not in cfg.upstreams]
+        if unknown:
+            raise ConfigError(f"unknown package or upstream: {', '.join(unknown)} "
+                              f"(packages: {', '.join(registry)}; upstreams: {', '.join(cfg.upstreams)})")
+        wanted = [n for n in registry if n in only or set(registry[n].UPSTREAMS) & set(only)]
+    needed_upstreams = sorted({u for n in wanted for u in registry[n].UPSTREAMS})
+
+    # 1. query upstreams (all before writing anything)
+    releases: dict[str, Release] = {}
+    for name in needed_upstreams:
+        up = cfg.upstream(name)
+        tags = ls_remote_tags(name, up.url)
+        rel = latest(up, tags)
+        releases[name] = rel
+        info = {"version": rel.version, "commit": rel.commit, "url": up.url}
+        recorded = st.upstreams.get(name)
+        # 2. a recorded tag that now points elsewhere is an alarm, not an update
+        if recorded and recorded.version in tags and recorded.commit and tags[recorded.version].commit != recorded.commit:
+            report.problems.append(
+                f"upstream {name}: tag {recorded.version} moved from {recorded.commit} to "
+                f"{tags[recorded.version].commit}; refusing to sync {name} until a maintainer reviews it")
+        elif recorded and recorded.commit == rel.commit and recorded.version != rel.version:
+            info["note"] = f"new tag {rel.version} is the same commit as {recorded.version}: nothing to rebuild"
+        report.upstreams[name] = info
+    if report.problems:
+        return report
+
+    # 3. fetch trees
+    trees = {}
+    for name, rel in releases.items():
+        if name == "avf":
+            trees[name] = checkout.tree_at(name, rel.url, rel.version, rel.commit or "", checkout.AVF_PATHS, cfg.cache)
+
+    key = public = None
+    if "avf-keyring" in wanted:
+        try:
+            key = signing.signing_key(cfg.signing)
+            public = signing.export_public(cfg.signing, key.fingerprint, armor=False)
+        except SigningError as exc:
+            log.debug("no key for the keyring: %s", exc)
+    ctx = Context(cfg, releases, trees, key, public)
+
+    # 4. render and decide
+    staged: dict[str, tuple[dict[str, bytes], packages.Rendered, str, int]] = {}
+    for name in wanted:
+        r = PackageReport(name)
+        report.packages.append(r)
+        prev = st.packages.get(name)
+        try:
+            rendered = registry[name].render(ctx)
+        except RenderProblem as exc:
+            r.action = "refused"
+            r.problems.append(str(exc))
+            continue
+        on_disk = {k: v for k, v in read_tree(cfg.pkgbuilds / name).items() if k != ".SRCINFO"}
+        decision = _decide(r, rendered, prev, on_disk)
+        r.reasons.extend(rendered.notes if decision else [])
+        if decision is None:
+            continue
+        pkgver, pkgrel = decision
+        files = rendered.finalize(pkgver, pkgrel)
+        try:
+            files[".SRCINFO"] = printsrcinfo(cfg, files).encode()
+        except AvfrepoError as exc:
+            r.action = "refused"
+            r.problems.append(f"makepkg --printsrcinfo failed: {exc}")
+            continue
+        staged[name] = (files, rendered, pkgver, pkgrel)
+
+    new_upstreams = {n: state_mod.UpstreamState(rel.version, rel.commit) for n, rel in releases.items()}
+    upstreams_moved = any(st.upstreams.get(n) != u for n, u in new_upstreams.items())
+    if dry_run or not (staged or upstreams_moved):
+        return report
+
+    # 5. write: package directories, then the state file last
+    for name, (files, rendered, pkgver, pkgrel) in staged.items():
+        replace_dir(cfg.pkgbuilds / name, files)
+        st.packages[name] = state_mod.PackageState(pkgver, pkgrel, rendered.inputs_hash(), dict(rendered.upstreams))
+    st.upstreams.update(new_upstreams)
+    state_mod.save(cfg.state_file, st)
+    report.written = True
+    return report

@@ -1,0 +1,53 @@
+"""Arch package versions ([epoch:]pkgver-pkgrel), ordered by libalpm's own vercmp."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+import pyalpm
+
+_PKGVER = re.compile(r"[A-Za-z0-9._+]+")
+
+
+def vercmp(a: str, b: str) -> int:
+    """libalpm's comparison: <0, 0, >0. Same answers as pacman's `vercmp` tool."""
+    return pyalpm.vercmp(a, b)
+
+
+def valid_pkgver(pkgver: str) -> bool:
+    """makepkg's rule: no colon, slash, hyphen or whitespace (and not empty)."""
+    return bool(_PKGVER.fullmatch(pkgver))
+
+
+@functools.total_ordering
+@dataclass(frozen=True)
+class Version:
+    pkgver: str
+    pkgrel: str = "1"
+    epoch: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> "Version":
+        m = re.fullmatch(r"(?:(\d+):)?([^:-]+)-([0-9]+(?:\.[0-9]+)?)", text.strip())
+        if not m:
+            raise ValueError(f"not an Arch package version (epoch:pkgver-pkgrel): {text!r}")
+        return cls(pkgver=m.group(2), pkgrel=m.group(3), epoch=int(m.group(1) or 0))
+
+    def __str__(self) -> str:
+        prefix = f"{self.epoch}:" if self.epoch else ""
+        return f"{prefix}{self.pkgver}-{self.pkgrel}"
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Version):
+            return NotImplemented
+        return vercmp(str(self), str(other)) < 0
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Version):
+            return NotImplemented
+        return vercmp(str(self), str(other)) == 0
+
+    def __hash__(self) -> int:
+        return hash(str(self))
