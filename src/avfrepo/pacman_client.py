@@ -30,7 +30,7 @@ class PacmanRoot:
     def _argv(self, *args: str) -> list[str]:
         return ["pacman", "--config", str(self.conf), "--root", str(self.root), "--dbpath", str(self.dbpath),
                 "--cachedir", str(self.cache), "--gpgdir", str(self.gpgdir), "--logfile",
-                str(self.base / "pacman.log"), "--noconfirm", "--noprogressbar", *args]
+                str(self.base / "pacman.log"), *args]
 
     def trust(self, armored_key: Path, fingerprint: str) -> None:
         """Initialise the private keyring and locally sign the repository key."""
@@ -44,4 +44,4 @@ class PacmanRoot:
 
     def install(self, *packages: str, check: bool = True) -> Result:
         """Sync the dbs and install (dependencies not checked: the demo repo has no Arch core)."""
-        return self.pacman("-Sy", "--nodeps", "--nodeps", "--noscriptlet", *packages, check=check)
+        return self.pacman("-Sy", "--noconfirm", "--noprogressbar", "--nodeps", "--nodeps", "--noscriptlet", *packages, check=check)
