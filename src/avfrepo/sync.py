@@ -28,7 +28,7 @@ from .fsutil import read_tree, replace_dir
 from .makepkg import printsrcinfo
 from .packages import Context, RenderProblem
 from .sources import Release
-from .sources.git_tags import latest, ls_remote_tags
+from .sources.git_tags import latest, ls_remote_tags, tag_pkgver
 from .versions import vercmp
 
 log = logging.getLogger("avfrepo.sync")
@@ -134,6 +134,10 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
             report.problems.append(
                 f"upstream {name}: tag {recorded.version} moved from {recorded.commit} to "
                 f"{tags[recorded.version].commit}; refusing to sync {name} until a maintainer reviews it")
+        elif recorded and vercmp(rel.pkgver, tag_pkgver(recorded.version)) < 0:
+            report.problems.append(
+                f"upstream {name}: newest release {rel.version} is older than the recorded {recorded.version} "
+                "(tag deleted upstream, or the tag pattern narrowed?); refusing to go back")
         elif recorded and recorded.commit == rel.commit and recorded.version != rel.version:
             info["note"] = f"new tag {rel.version} is the same commit as {recorded.version}: nothing to rebuild"
         report.upstreams[name] = info
@@ -182,7 +186,10 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
             continue
         staged[name] = (files, rendered, pkgver, pkgrel)
 
-    new_upstreams = {n: state_mod.UpstreamState(rel.version, rel.commit) for n, rel in releases.items()}
+    # an upstream is recorded as synced only when no package reading it was refused
+    refused_upstreams = {u for p in report.packages if p.action == "refused" for u in registry[p.name].UPSTREAMS}
+    new_upstreams = {n: state_mod.UpstreamState(rel.version, rel.commit) for n, rel in releases.items()
+                     if n not in refused_upstreams}
     upstreams_moved = any(st.upstreams.get(n) != u for n, u in new_upstreams.items())
     if dry_run or not (staged or upstreams_moved):
         return report

@@ -1,0 +1,48 @@
+"""Fetching only what sync needs from the large AVF tree: shallow, blobless, sparse."""
+
+from __future__ import annotations
+
+import git
+import pytest
+
+from avfrepo.checkout import AVF_PATHS, tree_at
+from avfrepo.errors import UpstreamError
+
+
+def test_sparse_checkout_holds_only_the_needed_paths(avf, tmp_path):
+    commit = avf.repo.commit("android-16.0.0_r10").hexsha
+    tree = tree_at("avf", avf.url, "android-16.0.0_r10", commit, AVF_PATHS, tmp_path / "cache")
+    assert (tree / "guest/shutdown_runner/debian/service").is_file()
+    assert (tree / "libs/debian_service/proto/DebianService.proto").is_file()
+    assert (tree / "build/debian/ttyd/cross-build.sh").is_file()
+    assert not (tree / "android").exists() and not (tree / "docs").exists()
+
+
+def test_fetch_is_shallow_and_does_not_download_blobs_outside_the_sparse_paths(avf, tmp_path):
+    commit = avf.repo.commit("android-16.0.0_r10").hexsha
+    tree = tree_at("avf", avf.url, "android-16.0.0_r10", commit, AVF_PATHS, tmp_path / "cache")
+    repo = git.Repo(tree)
+    assert repo.git.rev_list("--count", "HEAD") == "1"
+    missing = {l[1:] for l in repo.git.rev_list("--objects", "--missing=print", "HEAD").splitlines()
+               if l.startswith("?")}
+    unrelated = avf.repo.git.rev_parse(f"{commit}:android/virtmgr/src/main.rs")
+    needed = avf.repo.git.rev_parse(f"{commit}:guest/shutdown_runner/debian/service")
+    assert unrelated in missing
+    assert needed not in missing
+
+
+def test_second_tag_reuses_the_cache_and_moves_the_tree(avf, tmp_path):
+    cache = tmp_path / "cache"
+    r9 = avf.repo.commit("android-16.0.0_r9").hexsha
+    tree_at("avf", avf.url, "android-16.0.0_r9", r9, AVF_PATHS, cache)
+    avf.commit({"guest/shutdown_runner/src/main.rs": "fn main() { /* r11 */ }\n"}, "r11 change")
+    avf.tag("android-16.0.0_r11")
+    tree = tree_at("avf", avf.url, "android-16.0.0_r11", avf.head(), AVF_PATHS, cache)
+    assert "r11" in (tree / "guest/shutdown_runner/src/main.rs").read_text()
+    assert git.Repo(tree).head.commit.hexsha == avf.head()
+
+
+def test_tag_resolving_to_another_commit_than_expected_is_refused(avf, tmp_path):
+    wrong = avf.repo.commit("android-16.0.0_r9").hexsha
+    with pytest.raises(UpstreamError, match="moved"):
+        tree_at("avf", avf.url, "android-16.0.0_r10", wrong, AVF_PATHS, tmp_path / "cache")

@@ -1,0 +1,177 @@
+"""`avfrepo sync`: bump rules, refusals, and that a refused or dry run writes nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from avfrepo import state as state_mod
+from avfrepo.config import GitTagsUpstream, SigningConfig
+from avfrepo.demo import unit_text
+from avfrepo.errors import UpstreamError
+from avfrepo.formats import srcinfo
+from avfrepo.fsutil import read_tree
+from avfrepo.packages import avf_config
+from avfrepo.sync import sync
+
+
+def actions(report) -> dict[str, str]:
+    return {p.name: p.action for p in report.packages}
+
+
+def snapshot(cfg) -> dict[str, bytes]:
+    return read_tree(cfg.pkgbuilds)
+
+
+def with_avf(cfg, **changes):
+    ups = dict(cfg.upstreams)
+    ups["avf"] = dataclasses.replace(ups["avf"], **changes)
+    return dataclasses.replace(cfg, upstreams=ups)
+
+
+def test_first_sync_renders_pkgbuilds_srcinfo_and_state(cfg):
+    report = sync(cfg)
+    assert actions(report) == {"avf-config": "new", "avf-keyring": "new"}
+    info = srcinfo.parse((cfg.pkgbuilds / "avf-config/.SRCINFO").read_text())
+    assert (info.pkgbase, info.version) == ("avf-config", "16.0.0.r10-1")
+    assert "forwarder_guest_launcher.service" in info.get("source")
+    st = state_mod.load(cfg.state_file)
+    assert st.upstreams["avf"].version == "android-16.0.0_r10"
+    assert st.upstreams["avf"].commit == report.upstreams["avf"]["commit"]
+    assert st.packages["avf-config"].full_version == "16.0.0.r10-1"
+    assert st.packages["avf-config"].upstreams == {"avf": "android-16.0.0_r10"}
+
+
+def test_dry_run_reports_but_writes_nothing(cfg):
+    report = sync(cfg, dry_run=True)
+    assert actions(report) == {"avf-config": "new", "avf-keyring": "new"}
+    assert not cfg.pkgbuilds.exists() and not report.written
+
+
+def test_new_tag_on_the_recorded_commit_changes_no_package(cfg, avf):
+    sync(cfg)
+    before = snapshot(cfg)
+    avf.tag("android-16.0.0_r11", "android-16.0.0_r10")
+    report = sync(cfg)
+    assert actions(report) == {"avf-config": "unchanged", "avf-keyring": "unchanged"}
+    assert "same commit" in report.upstreams["avf"]["note"]
+    after = snapshot(cfg)
+    assert {k: v for k, v in after.items() if k != "avfrepo-state.json"} == \
+           {k: v for k, v in before.items() if k != "avfrepo-state.json"}
+    assert state_mod.load(cfg.state_file).upstreams["avf"].version == "android-16.0.0_r11"
+
+
+def test_new_tag_with_unrelated_changes_only_does_not_bump(cfg, avf):
+    sync(cfg)
+    avf.commit({"android/virtmgr/src/main.rs": "fn main() { /* new */ }\n"}, "unrelated")
+    avf.tag("android-16.0.0_r11", message="Android 16.0.0 Release 11")
+    report = sync(cfg)
+    cfgp = next(p for p in report.packages if p.name == "avf-config")
+    assert cfgp.action == "unchanged"
+    assert any("inputs unchanged despite avf android-16.0.0_r10 -> android-16.0.0_r11" in r for r in cfgp.reasons)
+    assert "pkgver=16.0.0.r10\n" in (cfg.pkgbuilds / "avf-config/PKGBUILD").read_text()
+
+
+def test_new_tag_with_changed_unit_bumps_pkgver_and_resets_pkgrel(cfg, avf):
+    sync(cfg)
+    avf.commit({"guest/shutdown_runner/debian/service": unit_text("shutdown_runner", " --verbose")}, "unit")
+    avf.tag("android-16.0.0_r11")
+    report = sync(cfg)
+    assert actions(report) == {"avf-config": "bump", "avf-keyring": "unchanged"}
+    p = report.packages[0]
+    assert (p.old, p.new) == ("16.0.0.r10-1", "16.0.0.r11-1")
+    assert "--verbose" in (cfg.pkgbuilds / "avf-config/shutdown_runner.service").read_text()
+    info = srcinfo.parse((cfg.pkgbuilds / "avf-config/.SRCINFO").read_text())
+    assert info.version == "16.0.0.r11-1"
+
+
+def test_changed_inputs_at_the_same_upstream_version_bump_pkgrel(cfg, monkeypatch):
+    sync(cfg)
+    monkeypatch.setattr(avf_config, "ENABLED", avf_config.ENABLED + ("systemd-timesyncd.service",))
+    report = sync(cfg)
+    p = report.packages[0]
+    assert (p.action, p.old, p.new) == ("bump", "16.0.0.r10-1", "16.0.0.r10-2")
+    assert "pkgrel=2\n" in (cfg.pkgbuilds / "avf-config/PKGBUILD").read_text()
+    assert "enable systemd-timesyncd.service" in (cfg.pkgbuilds / "avf-config/80-avf.preset").read_text()
+
+
+def test_moved_tag_is_refused_and_nothing_is_written(cfg, avf):
+    sync(cfg)
+    before = snapshot(cfg)
+    avf.commit({"guest/shutdown_runner/debian/service": unit_text("shutdown_runner", " --evil")}, "moved")
+    avf.tag("android-16.0.0_r10", force=True, message="Android 16.0.0 release 10")
+    report = sync(cfg)
+    assert report.refused
+    assert any("android-16.0.0_r10 moved" in p for p in report.problems)
+    assert snapshot(cfg) == before
+
+
+def test_older_upstream_version_is_refused_never_a_downgrade(cfg):
+    sync(cfg)
+    before = snapshot(cfg)
+    older = with_avf(cfg, tag_pattern=r"^android-(15)\.(\d+)\.(\d+)_r(\d+)$")
+    report = sync(older)
+    assert report.refused
+    assert any("android-15.0.0_r5 is older than the recorded android-16.0.0_r10" in p for p in report.problems)
+    assert snapshot(cfg) == before
+
+
+def test_refused_package_does_not_advance_its_upstream_record(cfg, avf):
+    sync(cfg)
+    avf.commit({}, "units vanish", remove=tuple(f"guest/{s}/debian" for s in
+                                               ("forwarder_guest_launcher", "shutdown_runner", "storage_balloon_agent")))
+    avf.tag("android-16.0.0_r11")
+    report = sync(cfg)
+    assert next(p for p in report.packages if p.name == "avf-config").action == "refused"
+    assert state_mod.load(cfg.state_file).upstreams["avf"].version == "android-16.0.0_r10"
+
+
+def test_lower_pkgver_with_changed_inputs_is_refused_as_downgrade(cfg, avf):
+    sync(cfg)
+    st = state_mod.load(cfg.state_file)
+    st.packages["avf-config"] = dataclasses.replace(st.packages["avf-config"], pkgver="17.0.0.r1", inputs="0" * 64)
+    state_mod.save(cfg.state_file, st)
+    report = sync(cfg)
+    p = report.packages[0]
+    assert p.action == "refused" and "downgrade" in p.problems[0]
+
+
+def test_unreachable_upstream_aborts_and_leaves_pkgbuilds_untouched(cfg, tmp_path):
+    sync(cfg)
+    before = snapshot(cfg)
+    broken = with_avf(cfg, url=(tmp_path / "gone").as_uri())
+    with pytest.raises(UpstreamError, match="gone"):
+        sync(broken)
+    assert snapshot(cfg) == before
+
+
+def test_hand_edited_pkgbuild_is_restored_without_a_bump(cfg):
+    sync(cfg)
+    pkgbuild = cfg.pkgbuilds / "avf-config/PKGBUILD"
+    pkgbuild.write_text(pkgbuild.read_text().replace("sudo", "doas"))
+    report = sync(cfg)
+    p = report.packages[0]
+    assert (p.action, p.new) == ("restored", "16.0.0.r10-1")
+    assert "doas" not in pkgbuild.read_text()
+
+
+def test_missing_signing_key_refuses_the_keyring_only(cfg, tmp_path):
+    nokey = dataclasses.replace(cfg, signing=SigningConfig(None, tmp_path / "empty-gnupg"))
+    report = sync(nokey)
+    assert actions(report) == {"avf-config": "new", "avf-keyring": "refused"}
+    assert "avfrepo key init" in report.packages[1].problems[0]
+    assert (cfg.pkgbuilds / "avf-config/PKGBUILD").exists()
+    assert not (cfg.pkgbuilds / "avf-keyring").exists()
+
+
+def test_naming_a_package_syncs_only_it_and_skips_its_unused_upstreams(cfg, tmp_path):
+    broken = with_avf(cfg, url=(tmp_path / "gone").as_uri())
+    report = sync(broken, only=["avf-keyring"])
+    assert actions(report) == {"avf-keyring": "new"} and report.upstreams == {}
+
+
+def test_report_json_is_serialisable(cfg):
+    data = json.loads(json.dumps(sync(cfg, dry_run=True).to_json()))
+    assert data["dry_run"] is True and data["packages"][0]["new"] == "16.0.0.r10-1"
