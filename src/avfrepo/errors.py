@@ -25,9 +25,8 @@ class ToolError(AvfrepoError):
         self.output = output
         tail = "\n".join(output.strip().splitlines()[-15:])
         status = "timed out" if returncode is None else f"exited {returncode}"
-        msg = f"{tool} {status}: {' '.join(argv)}"
-        if hint:
-            msg += f"\n  hint: {hint}"
+        msg = f"{tool} {status}" + (f" ({hint})" if hint else "")
+        msg += f"\n  command: {' '.join(argv)}"
         if tail:
             msg += "\n  " + tail.replace("\n", "\n  ")
         super().__init__(msg)

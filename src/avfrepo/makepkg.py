@@ -89,8 +89,8 @@ def makepkg(cfg: Config, pkgdir: Path, args: list[str], *, env: dict[str, str] |
         _build_uid(cfg.build.user)
         envargs = [f"{k}={v}" for k, v in base_env.items()]
         argv = ["runuser", "-u", cfg.build.user, "--", "env", *envargs, *argv]
-    return run(argv, cwd=pkgdir, env=base_env, log_file=log_file, timeout=timeout,
-               hint="the build log above says why" if log_file else "")
+    return run(argv, cwd=pkgdir, env=base_env, log_file=log_file, timeout=timeout, tool="makepkg",
+               hint=f"log: {log_file}" if log_file else "")
 
 
 def printsrcinfo(cfg: Config, files: dict[str, bytes]) -> str:

@@ -43,14 +43,16 @@ def run(
     input: str | None = None,
     hint: str = "",
     log_file: Path | None = None,
+    tool: str | None = None,
 ) -> Result:
     """Run argv; raise ToolError (naming argv[0]) when it fails or times out.
 
-    env is added on top of the current environment. With log_file, stdout and stderr go
+    env is added on top of the current environment; tool names the program in errors when
+    argv[0] is only a wrapper (runuser, env). With log_file, stdout and stderr go
     to that file (for long builds) instead of being captured.
     """
     args = [os.fspath(a) for a in argv]
-    tool = Path(args[0]).name
+    tool = tool or Path(args[0]).name
     full_env = dict(os.environ)
     if env:
         full_env.update(env)

@@ -1,0 +1,68 @@
+"""Real makepkg builds: order, signing, publishing, failures that stop only their dependents."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from avfrepo.build import build
+from avfrepo.config import SigningConfig
+from avfrepo.errors import SigningError
+from avfrepo.formats.repodb import read_db
+from avfrepo.repo.verify import verify
+
+from .conftest import write_pkg
+
+
+def test_build_publishes_signed_packages_in_dependency_order(pkgs):
+    seen = []
+    report = build(pkgs, progress=seen.append)
+    assert {r.pkgbase: r.status for r in report.results} == dict.fromkeys(["t-a", "t-b", "t-c", "t-d"], "published")
+    db = read_db(pkgs.repo.path / "avf.db.tar.gz")
+    assert {n: e.version for n, e in db.items()} == dict.fromkeys(["t-a", "t-b", "t-c", "t-d"], "1.0-1")
+    for e in db.values():
+        assert (pkgs.repo.path / (e.filename + ".sig")).is_file() and e.pgpsig
+    assert verify(pkgs).ok
+    starts = [m for m in seen if "building with makepkg" in m]
+    assert len(starts) == 4 and all("log " in m for m in starts)
+
+
+def test_failed_package_skips_its_dependents_and_publishes_the_rest(cfg):
+    write_pkg(cfg, "t-a", fail=True)
+    write_pkg(cfg, "t-b", depends=("t-a",))
+    write_pkg(cfg, "t-d")
+    report = build(cfg)
+    status = {r.pkgbase: r for r in report.results}
+    assert status["t-a"].status == "failed" and "makepkg exited" in status["t-a"].error
+    assert status["t-b"].status == "skipped" and status["t-b"].error == "dependency failed: t-a"
+    assert status["t-d"].status == "published"
+    assert report.failed
+    log = cfg.logs / "t-a" / "1.0-1.log"
+    assert status["t-a"].log == str(log) and "ERROR" in log.read_text()
+    assert set(read_db(cfg.repo.path / "avf.db.tar.gz")) == {"t-d"}
+    assert not list(cfg.repo.path.glob("t-a-*")) and not list(cfg.repo.path.glob("t-b-*"))
+
+
+def test_missing_signing_key_fails_before_any_build(pkgs, tmp_path):
+    nokey = dataclasses.replace(pkgs, signing=SigningConfig(None, tmp_path / "empty"))
+    with pytest.raises(SigningError, match="avfrepo key init"):
+        build(nokey)
+    assert not pkgs.logs.exists() and not pkgs.repo.path.exists()
+
+
+def test_dry_run_plans_but_builds_nothing(pkgs):
+    report = build(pkgs, dry_run=True)
+    assert [r.status for r in report.results] == ["planned"] * 4
+    assert not pkgs.repo.path.exists()
+
+
+def test_artifact_whose_pkginfo_disagrees_with_the_pkgbuild_is_not_published(cfg):
+    write_pkg(cfg, "t-a")
+    # The .SRCINFO promises 2.0 but the PKGBUILD builds 1.0: the artifact must be refused.
+    srcinfo = cfg.pkgbuilds / "t-a/.SRCINFO"
+    srcinfo.write_text(srcinfo.read_text().replace("pkgver = 1.0", "pkgver = 2.0"))
+    report = build(cfg)
+    assert report.results[0].status == "failed"
+    assert ".PKGINFO version 1.0-1 != PKGBUILD 2.0-1" in report.results[0].error
+    assert not (cfg.repo.path / "avf.db.tar.gz").exists()

@@ -1,0 +1,185 @@
+"""atomic_write, replace_dir and read_tree: readers see the old or the new content, never a
+mix, and failures leave the old content in place with no debris."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from avfrepo.fsutil import atomic_write, read_tree, replace_dir
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def listing(folder) -> list[str]:
+    return sorted(os.listdir(folder))
+
+
+# --- atomic_write ----------------------------------------------------------------------
+
+def test_atomic_write_creates_parents_and_writes_bytes(tmp_path):
+    target = tmp_path / "a" / "b" / "file.txt"
+    atomic_write(target, b"hello\n")
+    assert target.read_bytes() == b"hello\n"
+    assert mode(target) == 0o644
+    assert listing(target.parent) == ["file.txt"]
+
+
+def test_atomic_write_replaces_existing_content_and_applies_mode(tmp_path):
+    target = tmp_path / "script"
+    target.write_bytes(b"old, and longer than the new content")
+    atomic_write(target, b"new", mode=0o750)
+    assert target.read_bytes() == b"new"
+    assert mode(target) == 0o750
+
+
+def test_atomic_write_mode_does_not_depend_on_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        atomic_write(tmp_path / "f", b"x")
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "f") == 0o644
+
+
+def test_atomic_write_replaces_rather_than_rewrites_in_place(tmp_path):
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+    inode = target.stat().st_ino
+    atomic_write(target, b"new")
+    assert target.stat().st_ino != inode
+
+
+def test_atomic_write_failure_keeps_old_file_and_removes_temp(tmp_path, monkeypatch):
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+
+    def crash(src, dst):
+        raise OSError("simulated crash")
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        atomic_write(target, b"new")
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old"
+    assert listing(tmp_path) == ["f"]
+
+
+# --- replace_dir -----------------------------------------------------------------------
+
+def test_replace_dir_creates_the_directory_with_exactly_the_files(tmp_path):
+    target = tmp_path / "pkgbuilds" / "avf-config"
+    replace_dir(target, {"PKGBUILD": b"pkgname=x\n", "sub/dir/unit.service": b"[Unit]\n"})
+    assert read_tree(target) == {"PKGBUILD": b"pkgname=x\n", "sub/dir/unit.service": b"[Unit]\n"}
+    assert mode(target) == 0o755
+    assert listing(target.parent) == ["avf-config"]      # no staging or .old left over
+
+
+def test_replace_dir_removes_files_not_given_and_keeps_siblings(tmp_path):
+    target = tmp_path / "pkg"
+    replace_dir(target, {"keep": b"1", "gone": b"2", "olddir/x": b"3"})
+    (tmp_path / "sibling").write_text("untouched")
+    replace_dir(target, {"keep": b"one", "new": b"4"})
+    assert read_tree(target) == {"keep": b"one", "new": b"4"}
+    assert not (target / "olddir").exists()
+    assert (tmp_path / "sibling").read_text() == "untouched"
+    assert listing(tmp_path) == ["pkg", "sibling"]
+
+
+def test_replace_dir_applies_modes_and_defaults_to_0644(tmp_path):
+    target = tmp_path / "pkg"
+    replace_dir(target, {"run.sh": b"#!/bin/sh\n", "sudoers": b"x\n", "plain": b""},
+                modes={"run.sh": 0o755, "sudoers": 0o440})
+    assert mode(target / "run.sh") == 0o755
+    assert mode(target / "sudoers") == 0o440
+    assert mode(target / "plain") == 0o644
+
+
+def test_replace_dir_with_no_files_leaves_an_empty_directory(tmp_path):
+    target = tmp_path / "pkg"
+    replace_dir(target, {"a": b"1"})
+    replace_dir(target, {})
+    assert target.is_dir() and listing(target) == []
+
+
+def test_replace_dir_failure_while_writing_keeps_the_old_directory(tmp_path):
+    target = tmp_path / "pkg"
+    replace_dir(target, {"PKGBUILD": b"old"})
+    # "a" is written as a file, then "a/b" needs "a" to be a directory: the write fails midway
+    with pytest.raises(OSError):
+        replace_dir(target, {"PKGBUILD": b"new", "a": b"file", "a/b": b"under a file"})
+    assert read_tree(target) == {"PKGBUILD": b"old"}
+    assert listing(tmp_path) == ["pkg"]
+
+
+def test_replace_dir_failure_at_the_swap_restores_the_old_directory(tmp_path, monkeypatch):
+    target = tmp_path / "pkg"
+    replace_dir(target, {"PKGBUILD": b"old", "extra": b"e"})
+    real_replace = os.replace
+    calls = []
+
+    def crash_on_swap_in(src, dst):
+        calls.append((os.path.basename(src), os.path.basename(dst)))
+        if os.path.basename(src).startswith(".pkg.new."):     # moving the new copy into place
+            raise OSError("simulated crash")
+        return real_replace(src, dst)
+    monkeypatch.setattr(os, "replace", crash_on_swap_in)
+    with pytest.raises(OSError, match="simulated crash"):
+        replace_dir(target, {"PKGBUILD": b"new"})
+    monkeypatch.undo()
+
+    assert ("pkg", ".pkg.old") in calls                      # the old copy had been moved aside
+    assert read_tree(target) == {"PKGBUILD": b"old", "extra": b"e"}
+    assert listing(tmp_path) == ["pkg"]
+
+
+def test_replace_dir_failure_at_the_first_rename_keeps_the_old_directory(tmp_path, monkeypatch):
+    target = tmp_path / "pkg"
+    replace_dir(target, {"PKGBUILD": b"old"})
+
+    def crash(src, dst):
+        raise OSError("simulated crash")
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        replace_dir(target, {"PKGBUILD": b"new"})
+    monkeypatch.undo()
+    assert read_tree(target) == {"PKGBUILD": b"old"}
+    assert listing(tmp_path) == ["pkg"]
+
+
+def test_replace_dir_clears_a_stale_old_copy_from_an_earlier_crash(tmp_path):
+    target = tmp_path / "pkg"
+    (tmp_path / ".pkg.old").mkdir()
+    (tmp_path / ".pkg.old" / "stale").write_text("x")
+    replace_dir(target, {"f": b"1"})
+    assert read_tree(target) == {"f": b"1"}
+    assert listing(tmp_path) == ["pkg"]
+
+
+# --- read_tree -------------------------------------------------------------------------
+
+def test_read_tree_returns_every_file_by_relative_path(tmp_path):
+    (tmp_path / "d" / "e").mkdir(parents=True)
+    (tmp_path / "top").write_bytes(b"t")
+    (tmp_path / ".hidden").write_bytes(b"h")
+    (tmp_path / "d" / "e" / "deep").write_bytes(b"\x00\xff")
+    (tmp_path / "empty-dir").mkdir()
+    assert read_tree(tmp_path) == {".hidden": b"h", "d/e/deep": b"\x00\xff", "top": b"t"}
+
+
+def test_read_tree_of_a_missing_directory_is_empty(tmp_path):
+    assert read_tree(tmp_path / "missing") == {}
+
+
+def test_read_tree_of_a_file_is_empty(tmp_path):
+    (tmp_path / "f").write_text("x")
+    assert read_tree(tmp_path / "f") == {}
+
+
+def test_read_tree_inverts_replace_dir(tmp_path):
+    files = {"PKGBUILD": b"a", "x/y/z.conf": b"b", ".SRCINFO": b"c"}
+    replace_dir(tmp_path / "pkg", files)
+    assert read_tree(tmp_path / "pkg") == files

@@ -1,0 +1,125 @@
+"""The state file: missing means empty, round trips exactly, refuses corrupt or foreign
+content with StateError, and is replaced atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from avfrepo import state as state_mod
+from avfrepo.errors import StateError
+from avfrepo.state import PackageState, State, UpstreamState
+
+
+def sample() -> State:
+    return State(
+        upstreams={
+            "avf": UpstreamState("android-16.0.0_r10", "a" * 40),
+            "ttyd": UpstreamState("1.7.7", None),
+        },
+        packages={
+            "avf-config": PackageState("16.0.0.r10", 2, "f" * 64, {"avf": "android-16.0.0_r10"}),
+            "avf-keyring": PackageState("20250101", 1, "0" * 64),
+        },
+    )
+
+
+def test_missing_file_is_an_empty_state(tmp_path):
+    st = state_mod.load(tmp_path / "nope" / "avfrepo-state.json")
+    assert st == State()
+    assert st.upstreams == {} and st.packages == {}
+
+
+def test_save_then_load_round_trips(tmp_path):
+    path = tmp_path / "pkgbuilds" / "avfrepo-state.json"
+    state_mod.save(path, sample())
+    assert state_mod.load(path) == sample()
+    assert state_mod.load(path).packages["avf-config"].full_version == "16.0.0.r10-2"
+
+
+def test_saved_file_is_stable_sorted_json_with_format_number(tmp_path):
+    path = tmp_path / "s.json"
+    state_mod.save(path, sample())
+    text = path.read_text()
+    data = json.loads(text)
+    assert data["format"] == state_mod.FORMAT == 1
+    assert list(data["packages"]) == ["avf-config", "avf-keyring"]
+    assert data["upstreams"]["ttyd"] == {"version": "1.7.7", "commit": None}
+    assert text.endswith("\n")
+    state_mod.save(path, state_mod.load(path))
+    assert path.read_text() == text                  # same state, same bytes (clean git diffs)
+
+
+def test_empty_state_round_trips(tmp_path):
+    path = tmp_path / "s.json"
+    state_mod.save(path, State())
+    assert state_mod.load(path) == State()
+
+
+@pytest.mark.parametrize("text", [
+    "{not json",
+    "",
+    "[1, 2]",
+    '"format"',
+    '{"format": 1, "upstreams": {"avf": "android-16.0.0_r1"}}',
+    '{"format": 1, "packages": {"p": {"pkgver": "1"}}}',
+    '{"format": 1, "packages": {"p": {"pkgver": "1", "pkgrel": 1, "inputs": "x", "extra": 1}}}',
+    '{"format": 1, "upstreams": []}',
+])
+def test_corrupt_content_raises_state_error_naming_the_file(tmp_path, text):
+    path = tmp_path / "avfrepo-state.json"
+    path.write_text(text)
+    with pytest.raises(StateError) as info:
+        state_mod.load(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.xfail(reason="BUG: state.load reads with path.read_text() outside the try, so a file that is "
+                          "not UTF-8 escapes as UnicodeDecodeError instead of StateError", strict=True)
+def test_non_utf8_file_raises_state_error(tmp_path):
+    path = tmp_path / "avfrepo-state.json"
+    path.write_bytes(b'{"format": 1, "upstreams": {"\xff": 1}}')
+    with pytest.raises(StateError):
+        state_mod.load(path)
+
+
+@pytest.mark.parametrize("fmt", [0, 2, "1", None])
+def test_other_format_numbers_are_refused(tmp_path, fmt):
+    path = tmp_path / "avfrepo-state.json"
+    path.write_text(json.dumps({"format": fmt, "upstreams": {}, "packages": {}}))
+    with pytest.raises(StateError, match="unsupported state format") as info:
+        state_mod.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_file_without_format_is_refused(tmp_path):
+    path = tmp_path / "avfrepo-state.json"
+    path.write_text('{"upstreams": {}, "packages": {}}')
+    with pytest.raises(StateError, match="unsupported state format None"):
+        state_mod.load(path)
+
+
+def test_save_leaves_no_temporary_files(tmp_path):
+    path = tmp_path / "avfrepo-state.json"
+    state_mod.save(path, State())
+    state_mod.save(path, sample())
+    assert sorted(os.listdir(tmp_path)) == ["avfrepo-state.json"]
+
+
+def test_failed_save_keeps_the_previous_file_and_cleans_up(tmp_path, monkeypatch):
+    path = tmp_path / "avfrepo-state.json"
+    state_mod.save(path, sample())
+    before = path.read_bytes()
+
+    def crash(src, dst):
+        raise OSError("simulated crash before the rename")
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        state_mod.save(path, State())
+    monkeypatch.undo()
+
+    assert path.read_bytes() == before
+    assert state_mod.load(path) == sample()
+    assert sorted(os.listdir(tmp_path)) == ["avfrepo-state.json"]
