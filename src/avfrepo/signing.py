@@ -144,8 +144,14 @@ def verify_detached(public_key: bytes, sig: Path, file: Path, fingerprint: str) 
             return SigCheck(False, None, str(exc))
     valid = [l.split() for l in res.stdout.splitlines() if l.startswith("[GNUPG:] VALIDSIG ")]
     if res.returncode != 0 or not valid:
-        why = "bad signature" if "BADSIG" in res.stdout else "signature does not verify with the repository key"
-        return SigCheck(False, None, why)
+        status = {l.split()[1]: l.split()[2:] for l in res.stdout.splitlines()
+                  if l.startswith("[GNUPG:] ") and len(l.split()) > 2}
+        if "BADSIG" in status:
+            return SigCheck(False, None, "bad signature: the file or the signature was altered")
+        if "NO_PUBKEY" in status:
+            signer = status["NO_PUBKEY"][0].upper()
+            return SigCheck(False, signer, f"signed by key {signer}, not the repository key")
+        return SigCheck(False, None, "not a valid signature by the repository key")
     primary = valid[0][-1].upper()
     if primary != fingerprint.upper():
         return SigCheck(False, primary, f"signed by {primary}, not the repository key")

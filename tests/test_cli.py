@@ -1,0 +1,111 @@
+"""The command line: exit codes, --json, --dry-run, --help, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from avfrepo.cli import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_teaches_the_cycle_and_exit_codes(capsys):
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0
+    for word in ("sync", "build", "verify", "key init", "exit codes", "avfrepo.toml"):
+        assert word in out
+
+
+def test_sync_help_states_the_bump_rules(capsys):
+    code, out, _ = run_cli(capsys, "sync", "--help")
+    assert code == 0 and "pkgrel + 1" in out and "never a downgrade" in out and "--dry-run" in out
+
+
+def test_bad_config_exits_2_naming_file_and_key(capsys, tmp_path):
+    bad = tmp_path / "avfrepo.toml"
+    bad.write_text('[build]\nbackend = "docker"\n')
+    code, _, err = run_cli(capsys, "--config", str(bad), "sync")
+    assert code == 2
+    assert str(bad) in err and "[build] backend" in err and "makechrootpkg" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["avfrepo.toml"]
+
+
+def test_missing_config_exits_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AVFREPO_CONFIG", raising=False)
+    code, _, err = run_cli(capsys, "verify")
+    assert code == 2 and "no such config file" in err
+
+
+def test_config_from_environment_variable(capsys, cfg, monkeypatch):
+    monkeypatch.setenv("AVFREPO_CONFIG", str(cfg.file))
+    code, out, _ = run_cli(capsys, "pacman-conf")
+    assert code == 0
+    assert out == f"[avf]\nSigLevel = Required\nServer = {cfg.repo.server}/$arch\n"
+
+
+def test_sync_dry_run_json_then_sync_then_nothing_to_do(capsys, cfg):
+    code, out, _ = run_cli(capsys, "--config", str(cfg.file), "sync", "--dry-run", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["dry_run"] and not data["written"]
+    assert {p["name"]: p["new"] for p in data["packages"]}["avf-config"] == "16.0.0.r10-1"
+    assert not cfg.pkgbuilds.exists()
+    code, out, _ = run_cli(capsys, "--config", str(cfg.file), "sync")
+    assert code == 0 and "avf-config" in out and "new" in out
+    code, out, _ = run_cli(capsys, "--config", str(cfg.file), "sync")
+    assert code == 0 and "everything is current" in out
+
+
+def test_refused_sync_exits_1(capsys, cfg, avf):
+    run_cli(capsys, "--config", str(cfg.file), "sync")
+    avf.commit({"x": "y"}, "move")
+    avf.tag("android-16.0.0_r10", force=True)
+    code, out, _ = run_cli(capsys, "--config", str(cfg.file), "sync")
+    assert code == 1 and "REFUSED" in out and "moved" in out
+
+
+def test_build_dry_run_and_verify_exit_codes(capsys, cfg):
+    run_cli(capsys, "--config", str(cfg.file), "sync")
+    code, out, _ = run_cli(capsys, "--config", str(cfg.file), "build", "--dry-run", "--json")
+    assert code == 0 and [r["status"] for r in json.loads(out)["results"]] == ["planned", "planned"]
+    code, _, _ = run_cli(capsys, "--config", str(cfg.file), "verify")
+    assert code == 1
+    code, _, err = run_cli(capsys, "--config", str(cfg.file), "build")
+    assert code == 0 and "building with makepkg" in err
+    code, out, _ = run_cli(capsys, "--config", str(cfg.file), "verify", "--json")
+    assert code == 0 and json.loads(out)["ok"] is True
+
+
+def test_key_init_creates_once_and_reports_existing(capsys, tmp_path):
+    conf = tmp_path / "avfrepo.toml"
+    conf.write_text('[signing]\ngnupg_home = "gnupg"\n')
+    code, out, _ = run_cli(capsys, "--config", str(conf), "key", "init", "--json")
+    first = json.loads(out)
+    assert code == 0 and first["created"] and len(first["fingerprint"]) == 40
+    code, out, _ = run_cli(capsys, "--config", str(conf), "key", "init")
+    assert code == 0 and out.startswith(f"using existing key {first['fingerprint']}")
+
+
+def test_build_without_key_exits_1_before_building(capsys, cfg, tmp_path):
+    conf = tmp_path / "nokey.toml"
+    conf.write_text(cfg.file.read_text().replace(str(cfg.signing.gnupg_home), str(tmp_path / "empty")))
+    code, _, err = run_cli(capsys, "--config", str(conf), "build")
+    assert code == 1 and "no signing key" in err and "avfrepo key init" in err
+
+
+def test_module_entry_point_runs():
+    res = subprocess.run([sys.executable, "-m", "avfrepo", "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.startswith("avfrepo ")
+
+
+def test_unknown_command_is_usage_error(capsys):
+    code, _, err = run_cli(capsys, "frobnicate")
+    assert code == 2 and "invalid choice" in err
