@@ -91,9 +91,6 @@ def test_init_key_refuses_a_home_with_two_keys_and_creates_nothing(tmp_path):
     assert len(secret_keys(home)) == 2
 
 
-@pytest.mark.xfail(reason="BUG: init_key with [signing] key set to a fingerprint not in an empty home generates "
-                          "a new, different key and then fails (signing.py:90-97): a failed command leaves "
-                          "an unwanted secret key behind", strict=True)
 def test_init_key_with_an_absent_configured_key_fails_without_creating_one(tmp_path):
     home = tmp_path / "gnupg"
     with pytest.raises(SigningError, match="has no secret key"):

@@ -76,8 +76,6 @@ def test_corrupt_content_raises_state_error_naming_the_file(tmp_path, text):
     assert str(path) in str(info.value)
 
 
-@pytest.mark.xfail(reason="BUG: state.load reads with path.read_text() outside the try, so a file that is "
-                          "not UTF-8 escapes as UnicodeDecodeError instead of StateError", strict=True)
 def test_non_utf8_file_raises_state_error(tmp_path):
     path = tmp_path / "avfrepo-state.json"
     path.write_bytes(b'{"format": 1, "upstreams": {"\xff": 1}}')

@@ -90,7 +90,8 @@ def init_key(cfg: SigningConfig, uid: str) -> tuple[Key, bool]:
     try:
         return signing_key(cfg), False
     except SigningError:
-        if secret_keys(cfg.gnupg_home):
+        # a configured fingerprint cannot be created, and a home with keys is not ours to add to
+        if cfg.key or secret_keys(cfg.gnupg_home):
             raise
     _prepare_home(cfg.gnupg_home)
     _gpg(cfg.gnupg_home, "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never")

@@ -51,9 +51,11 @@ class State:
 
 def load(path: Path) -> State:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return State()
+    except UnicodeDecodeError as exc:
+        raise StateError(f"{path}: corrupt state file (not UTF-8: {exc.reason}); restore it from git") from None
     try:
         data = json.loads(text)
         if data.get("format") != FORMAT:

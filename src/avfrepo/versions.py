@@ -30,7 +30,7 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> "Version":
-        m = re.fullmatch(r"(?:(\d+):)?([^:-]+)-([0-9]+(?:\.[0-9]+)?)", text.strip())
+        m = re.fullmatch(r"(?:(\d+):)?([A-Za-z0-9._+]+)-([0-9]+(?:\.[0-9]+)?)", text.strip())
         if not m:
             raise ValueError(f"not an Arch package version (epoch:pkgver-pkgrel): {text!r}")
         return cls(pkgver=m.group(2), pkgrel=m.group(3), epoch=int(m.group(1) or 0))
@@ -50,4 +50,10 @@ class Version:
         return vercmp(str(self), str(other)) == 0
 
     def __hash__(self) -> int:
-        return hash(str(self))
+        # Must agree with vercmp equality ("01" == "1", "1_0" == "1.0"): hash the alphanumeric
+        # segments only, numbers by value. Versions vercmp tells apart may still collide.
+        return hash((self.epoch, _segments(self.pkgver), _segments(self.pkgrel)))
+
+
+def _segments(text: str) -> tuple[object, ...]:
+    return tuple(int(s) if s.isdigit() else s for s in re.findall(r"\d+|[A-Za-z]+", text))

@@ -156,9 +156,6 @@ def build(cfg, tmp_path, text: str) -> dict[str, pkginfo.PkgInfo]:
     return {i.pkgname: i for i in map(pkginfo.read, built)}
 
 
-@pytest.mark.xfail(reason="BUG: a split package that overrides only depends_aarch64 loses pkgbase's depends "
-                          "in SrcInfo.get (srcinfo.py:25), but makepkg keeps them and adds the override",
-                   strict=True)
 def test_get_depends_matches_the_built_package_when_only_an_arch_variant_is_overridden(cfg, tmp_path):
     text = textwrap.dedent("""\
         pkgbase=arch-over
@@ -180,9 +177,6 @@ def test_get_depends_matches_the_built_package_when_only_an_arch_variant_is_over
     assert sorted(info.get("depends", "arch-over-a")) == ["bash", "xz", "zlib"]
 
 
-@pytest.mark.xfail(reason="BUG: makepkg prints `\\tdepends = ` for a split package that clears depends=(); "
-                          "srcinfo.parse strips the line to 'depends =' and raises ValueError (srcinfo.py:56-61)",
-                   strict=True)
 def test_split_package_that_clears_depends_parses_to_no_depends(cfg, tmp_path):
     text = textwrap.dedent("""\
         pkgbase=clears

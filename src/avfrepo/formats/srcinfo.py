@@ -19,11 +19,18 @@ class SrcInfo:
         return (f"{self.epoch}:" if self.epoch else "") + f"{self.pkgver}-{self.pkgrel}"
 
     def get(self, key: str, pkgname: str | None = None) -> list[str]:
-        """A key's values for one split package (its own override, else pkgbase's); arch
-        suffixed variants (depends_aarch64) are included."""
-        scope = self.per_package.get(pkgname or "", {})
-        src = scope if any(_is(k, key) for k in scope) else self.base
-        return [v for k, vs in src.items() if _is(k, key) for v in vs]
+        """A key's values for one split package, resolved as makepkg resolves them.
+
+        makepkg first merges pkgbase's arch variants (depends_aarch64, ...) into the plain key;
+        a package function that sets the plain key replaces that merged list (an empty
+        `depends = ` clears it); arch variants the package function sets are appended.
+        """
+        own = self.per_package.get(pkgname or "", {})
+        if key in own:
+            plain = list(own[key])
+        else:
+            plain = [v for k in sorted(self.base) if _is(k, key) for v in self.base[k]]
+        return plain + [v for k in sorted(own) if k != key and _is(k, key) for v in own[k]]
 
     def all_depends(self) -> set[str]:
         """Names (without version constraints) from depends and makedepends of every package."""
@@ -56,8 +63,9 @@ def parse(text: str) -> SrcInfo:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        key, sep, value = line.partition(" = ")
-        if not sep:
+        # makepkg writes "key = value"; a cleared array is "key = " (trailing space)
+        key, sep, value = (line[:-2], " =", "") if line.endswith(" =") else line.partition(" = ")
+        if not sep or not key:
             raise ValueError(f".SRCINFO: cannot read line {raw!r}")
         if key == "pkgbase":
             pkgbase = value
@@ -67,7 +75,9 @@ def parse(text: str) -> SrcInfo:
             names.append(value)
             current = per.setdefault(value, {})
             continue
-        current.setdefault(key, []).append(value)
+        values = current.setdefault(key, [])
+        if value:
+            values.append(value)
     if not pkgbase or not names:
         raise ValueError(".SRCINFO: no pkgbase or pkgname")
 
