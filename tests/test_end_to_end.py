@@ -29,8 +29,8 @@ def flip_byte(path: Path, offset: int | None = None) -> None:
 
 
 def client(cfg, base: Path) -> PacmanRoot:
-    c = PacmanRoot(base, {cfg.repo.name: cfg.repo.path.as_uri()}, cfg.repo.arch)
-    c.trust(cfg.repo.path / f"{cfg.repo.name}.asc", signing_key(cfg.signing).fingerprint)
+    c = PacmanRoot(base, {cfg.repo.name: cfg.repo.path.as_uri() + "/$arch"}, cfg.repo.arch)
+    c.trust(cfg.repo.published / f"{cfg.repo.name}.asc", signing_key(cfg.signing).fingerprint)
     return c
 
 
@@ -65,7 +65,7 @@ def test_pacman_installs_avf_config_units_from_the_signed_repo(published, tmp_pa
 
 def test_flipped_byte_in_package_is_refused_by_pacman_and_named_by_verify(published, tmp_path):
     cfg = published
-    pkg = next(cfg.repo.path.glob("avf-config-*.pkg.tar.zst"))
+    pkg = next(cfg.repo.published.glob("avf-config-*.pkg.tar.zst"))
     flip_byte(pkg)
     c = client(cfg, tmp_path / "client")
     with pytest.raises(ToolError) as err:
@@ -80,7 +80,7 @@ def test_flipped_byte_in_package_is_refused_by_pacman_and_named_by_verify(publis
 
 def test_flipped_byte_in_db_is_refused_by_pacman_and_named_by_verify(published, tmp_path):
     cfg = published
-    db = cfg.repo.path / "avf.db.tar.gz"
+    db = cfg.repo.db
     flip_byte(db, 20)
     c = client(cfg, tmp_path / "client")
     with pytest.raises(ToolError) as err:

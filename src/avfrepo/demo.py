@@ -176,7 +176,7 @@ def write_config(path: Path, avf_url: str, gnupg_home: Path, *, backend: str = "
         name = "avf"
         path = "repo"
         arch = "aarch64"
-        server = "file://{path.parent / 'repo'}"
+        server = "{(path.parent / 'repo').as_uri()}"
 
         [signing]
         gnupg_home = "{gnupg_home}"
@@ -223,8 +223,8 @@ def run_demo(workdir: str | None, *, keep: bool = False, progress: Callable[[str
             for c in vrep.bad():
                 progress(f"   BAD {c.path}: {c.message}")
             return 1
-        client = PacmanRoot(base / "client", {cfg.repo.name: cfg.repo.path.as_uri()}, cfg.repo.arch)
-        client.trust(cfg.repo.path / f"{cfg.repo.name}.asc", key.fingerprint)
+        client = PacmanRoot(base / "client", {cfg.repo.name: cfg.repo.path.as_uri() + "/$arch"}, cfg.repo.arch)
+        client.trust(cfg.repo.published / f"{cfg.repo.name}.asc", key.fingerprint)
         client.install("avf-config", "avf-keyring")
         units = sorted(p.name for p in (client.root / "usr/lib/systemd/system").glob("*"))
         progress(f"6. pacman (SigLevel = Required) installed avf-config and avf-keyring into {client.root}:")

@@ -12,12 +12,13 @@ from .run import Result, run
 
 
 class PacmanRoot:
-    def __init__(self, base: Path, repos: dict[str, str], arch: str = "aarch64", siglevel: str = "Required"):
+    def __init__(self, base: Path, repos: dict[str, str], arch: str = "aarch64", siglevel: str = "Required",
+                 gpgdir: Path | None = None):
         self.base = base
         self.root = base / "root"
         self.dbpath = base / "db"
         self.cache = base / "cache"
-        self.gpgdir = base / "gnupg"
+        self.gpgdir = gpgdir or base / "gnupg"
         self.conf = base / "pacman.conf"
         for d in (self.root, self.dbpath, self.cache):
             d.mkdir(parents=True, exist_ok=True)

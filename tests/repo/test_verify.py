@@ -29,7 +29,7 @@ def bad_paths(cfg) -> set[str]:
 
 
 def pkg(cfg, name):
-    return next(cfg.repo.path.glob(f"{name}-*.pkg.tar.zst"))
+    return next(cfg.repo.published.glob(f"{name}-*.pkg.tar.zst"))
 
 
 def test_intact_repository_verifies_every_file(repo):
@@ -73,7 +73,7 @@ def test_swapped_package_files_are_both_named(repo):
 
 
 def test_missing_db_signature_is_named(repo):
-    (repo.repo.path / "avf.db.tar.gz.sig").unlink()
+    (repo.repo.published / "avf.db.tar.gz.sig").unlink()
     assert "avf.db.tar.gz.sig" in bad_paths(repo)
 
 

@@ -1,42 +1,270 @@
-"""Publish signed packages into the repository with repo-add.
+"""Publishing as a transaction.
 
-Packages and their detached signatures are copied in under temporary names and renamed,
-then `repo-add -s -v -k KEY` rewrites the db and files db and signs them; the armored
-public key is kept beside the db as `<repo>.asc`.
+1. lock the repository (flock, waits up to [repo] lock_timeout, names the holder);
+2. validate every incoming package before anything moves: signature by the repository key,
+   file name matching its .PKGINFO, arch, no downgrade, no second build of a published
+   version with other bytes;
+3. copy packages and signatures into the pool (temporary name, then rename);
+4. build the next snapshot in a temporary directory: the current db and files db copied,
+   `repo-add -s -v` (or `repo-remove`) run there, hard links to the pool files the new db
+   lists, the armored key; then rename it to its generation number;
+5. switch `<repo>/<arch>` to the new snapshot with one atomic rename of a symlink;
+6. apply retention: keep the last [repo] keep versions of each package in the pool, the
+   current and the previous snapshot.
+A SIGKILL at any point leaves the old or the new repository, each complete; leftovers of an
+interrupted run are removed by the next one.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
+import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .. import signing
 from ..config import Config
+from ..errors import AvfrepoError
+from ..formats import pkginfo
+from ..formats.repodb import DbEntry, read_db
 from ..fsutil import atomic_write
 from ..run import run
 from ..signing import Key
+from ..versions import vercmp
+from . import layout
+from .lock import repo_lock
 
 
-def _copy_in(src: Path, repo: Path) -> Path:
-    dest = repo / src.name
-    tmp = repo / f".{src.name}.part"
+class PublishRefused(AvfrepoError):
+    """An incoming package may not be published; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    path: Path
+    info: pkginfo.PkgInfo
+    sha256: str
+    already: bool       # this exact file is already the published one
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def repo_add_version() -> tuple[int, ...]:
+    out = run(["repo-add", "--version"], check=False)
+    m = re.search(r"\(pacman\)\s+(\d+)\.(\d+)\.?(\d*)", out.stdout + out.stderr)
+    if not m:
+        raise AvfrepoError("cannot tell the version of repo-add (is pacman installed?)")
+    return tuple(int(x) for x in m.groups() if x)
+
+
+def repo_add_flags(version: tuple[int, ...] | None = None) -> list[str]:
+    """pacman 7 embeds %PGPSIG% only when asked; pacman 6.0 always does and knows no such flag."""
+    return ["--include-sigs"] if (version or repo_add_version()) >= (7,) else []
+
+
+def current_entries(cfg: Config) -> dict[str, DbEntry]:
+    if not cfg.repo.db.exists():
+        return {}
+    try:
+        return read_db(cfg.repo.db)
+    except ValueError as exc:
+        raise AvfrepoError(f"{cfg.repo.db}: {exc}") from None
+
+
+def validate(cfg: Config, key: str, public: bytes, pkg: Path, current: dict[str, DbEntry],
+             *, allow_downgrade: bool = False) -> Incoming:
+    if pkg.is_symlink() or not pkg.is_file():
+        raise PublishRefused(f"{pkg}: not a regular file")
+    sig = signing.verify_detached(public, Path(str(pkg) + ".sig"), pkg, key)
+    if not sig.ok:
+        raise PublishRefused(f"{pkg.name}: {sig.reason} (packages must be signed by the repository key)")
+    info = pkginfo.read(pkg)
+    expected = f"{info.pkgname}-{info.pkgver}-{info.arch}.pkg.tar"
+    if not pkg.name.startswith(expected):
+        raise PublishRefused(f"{pkg.name}: file name does not match its .PKGINFO ({expected}.*)")
+    if info.arch not in (cfg.repo.arch, "any"):
+        raise PublishRefused(f"{pkg.name}: arch {info.arch} does not belong in [{cfg.repo.name}] ({cfg.repo.arch})")
+    digest = sha256_file(pkg)
+    pooled = layout.pool(cfg) / pkg.name
+    if pooled.exists() and pooled.resolve() != pkg.resolve() and sha256_file(pooled) != digest:
+        raise PublishRefused(f"{pkg.name}: a different file of that name was published before "
+                             "(same version, other content): bump pkgrel instead")
+    cur = current.get(info.pkgname)
+    already = False
+    if cur is not None:
+        c = vercmp(info.pkgver, cur.version)
+        if c < 0 and not allow_downgrade:
+            raise PublishRefused(f"{pkg.name}: would downgrade {info.pkgname} from {cur.version} "
+                                 f"(use `avfrepo repo rollback` to go back on purpose)")
+        if c == 0:
+            if cur.sha256 != digest:
+                raise PublishRefused(f"{pkg.name}: {info.pkgname} {cur.version} is already published with "
+                                     "other content: bump pkgrel instead")
+            already = True
+    return Incoming(pkg, info, digest, already)
+
+
+def _copy_into(src: Path, dest_dir: Path) -> Path:
+    dest = dest_dir / src.name
+    if dest.exists() and dest.resolve() == src.resolve():
+        return dest
+    tmp = dest_dir / f".{src.name}.part"
     shutil.copy2(src, tmp)
     os.replace(tmp, dest)
     return dest
 
 
-def publish(cfg: Config, key: Key, packages: list[Path]) -> list[Path]:
-    """Add already signed packages (each with its .sig beside it) to the repository."""
-    repo = cfg.repo.path
-    repo.mkdir(parents=True, exist_ok=True)
-    added = []
-    for pkg in packages:
-        _copy_in(Path(str(pkg) + ".sig"), repo)
-        added.append(_copy_in(pkg, repo))
-    db = repo / f"{cfg.repo.name}.db.tar.gz"
-    run(["repo-add", "--nocolor", "-s", "-v", "-k", key.fingerprint, str(db), *map(str, added)],
-        env={"GNUPGHOME": str(cfg.signing.gnupg_home)},
-        hint="repo-add signs with the [signing] key and checks the existing db signature")
-    atomic_write(repo / f"{cfg.repo.name}.asc", signing.export_public(cfg.signing, key.fingerprint, armor=True))
-    return added
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def cleanup_leftovers(cfg: Config) -> list[Path]:
+    """Remove what an interrupted run left: temporary snapshots, .part files, a stray link."""
+    gone = []
+    for d in (layout.snapshots(cfg), layout.pool(cfg)):
+        if d.is_dir():
+            for p in d.iterdir():
+                if p.name.startswith(".tmp-") or p.name.endswith(".part"):
+                    shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+                    gone.append(p)
+    stray = cfg.repo.path / f".{cfg.repo.arch}.new"
+    if stray.is_symlink() or stray.exists():
+        stray.unlink()
+        gone.append(stray)
+    return gone
+
+
+def _next_generation(cfg: Config) -> int:
+    snaps = layout.snapshots(cfg)
+    gens = [int(p.name) for p in snaps.iterdir() if p.name.isdigit()] if snaps.is_dir() else []
+    return max(gens, default=0) + 1
+
+
+def _build_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str]) -> Path:
+    snaps = layout.snapshots(cfg)
+    snaps.mkdir(parents=True, exist_ok=True)
+    gen = _next_generation(cfg)
+    tmp = snaps / f".tmp-{gen}-{os.getpid()}"
+    tmp.mkdir()
+    name = cfg.repo.name
+    for base in (f"{name}.db.tar.gz", f"{name}.files.tar.gz"):
+        for f in (base, base + ".sig"):
+            src = cfg.repo.published / f
+            if src.exists():
+                shutil.copy2(src, tmp / f)
+    db = tmp / f"{name}.db.tar.gz"
+    env = {"GNUPGHOME": str(cfg.signing.gnupg_home)}
+    if remove:
+        run(["repo-remove", "--nocolor", "-s", "-v", "-k", key.fingerprint, str(db), *remove], env=env)
+    if add:
+        run(["repo-add", "--nocolor", *repo_add_flags(), "-s", "-v", "-k", key.fingerprint, str(db),
+             *map(str, add)], env=env, hint="repo-add signs with the [signing] key and checks the existing db signature")
+    pool = layout.pool(cfg)
+    for entry in read_db(db).values():
+        for f in (entry.filename, entry.filename + ".sig"):
+            os.link(pool / f, tmp / f)
+    atomic_write(tmp / f"{name}.asc", signing.export_public(cfg.signing, key.fingerprint, armor=True))
+    _fsync_dir(tmp)
+    final = snaps / str(gen)
+    os.replace(tmp, final)
+    _fsync_dir(snaps)
+    return final
+
+
+def _switch(cfg: Config, snapshot: Path) -> None:
+    link = cfg.repo.published
+    if link.exists() and not link.is_symlink():
+        raise AvfrepoError(f"{link} is a real directory; the published view must be a symlink made by avfrepo "
+                           "(move the old repository away and publish again)")
+    new = cfg.repo.path / f".{cfg.repo.arch}.new"
+    new.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(snapshot, cfg.repo.path), new)
+    os.replace(new, link)
+    _fsync_dir(cfg.repo.path)
+
+
+def apply_retention(cfg: Config) -> list[str]:
+    """Keep [repo] keep versions per package in the pool (always the published one), and the
+    current and previous snapshots. Returns the removed file names."""
+    current = {e.filename for e in current_entries(cfg).values()}
+    by_name: dict[str, list[layout.PkgFile]] = {}
+    for f in layout.pool_files(cfg):
+        by_name.setdefault(f.name, []).append(f)
+    removed = []
+    pool = layout.pool(cfg)
+    for files in by_name.values():
+        files.sort(key=functools.cmp_to_key(lambda a, b: vercmp(a.version, b.version)), reverse=True)
+        for f in files[cfg.repo.keep:]:
+            if f.filename in current:
+                continue
+            for p in (pool / f.filename, pool / (f.filename + ".sig")):
+                p.unlink(missing_ok=True)
+            removed.append(f.filename)
+    snaps = layout.snapshots(cfg)
+    cur = layout.current_snapshot(cfg)
+    gens = sorted((int(p.name) for p in snaps.iterdir() if p.name.isdigit()), reverse=True) if snaps.is_dir() else []
+    keep = {cur.name if cur else None}
+    older = [g for g in gens if cur is None or g < int(cur.name)]
+    if older:
+        keep.add(str(older[0]))
+    for g in gens:
+        if str(g) not in keep:
+            shutil.rmtree(snaps / str(g), ignore_errors=True)
+    return removed
+
+
+def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str] = (),
+                allow_downgrade: bool = False, progress: Callable[[str], None] = lambda s: None) -> list[Incoming]:
+    """Validate, then publish `add` and drop `remove` in one switch. Call with the lock held."""
+    cleanup_leftovers(cfg)
+    current = current_entries(cfg)
+    public = signing.export_public(cfg.signing, key.fingerprint, armor=False)
+    incoming = [validate(cfg, key.fingerprint, public, Path(p), current, allow_downgrade=allow_downgrade)
+                for p in add]
+    names = [i.info.pkgname for i in incoming]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise PublishRefused(f"more than one file for {', '.join(sorted(dup))} in one publish")
+    missing = [n for n in remove if n not in current]
+    if missing:
+        raise PublishRefused(f"not in [{cfg.repo.name}]: {', '.join(missing)}")
+    todo = [i for i in incoming if not i.already]
+    if not todo and not remove:
+        progress("nothing to publish: every package is already the published one")
+        return []
+    pool = layout.pool(cfg)
+    pool.mkdir(parents=True, exist_ok=True)
+    pooled = []
+    for i in todo:
+        _copy_into(Path(str(i.path) + ".sig"), pool)
+        pooled.append(_copy_into(i.path, pool))
+    _fsync_dir(pool)
+    snapshot = _build_snapshot(cfg, key, pooled, list(remove))
+    _switch(cfg, snapshot)
+    progress(f"published snapshot {snapshot.name}: " + ", ".join(
+        [f"+{i.path.name}" for i in todo] + [f"-{n}" for n in remove]))
+    apply_retention(cfg)
+    return todo
+
+
+def publish(cfg: Config, key: Key, packages: list[Path], *, allow_downgrade: bool = False,
+            progress: Callable[[str], None] = lambda s: None) -> list[Path]:
+    """Add signed packages (each with its .sig beside it) to the repository, atomically."""
+    with repo_lock(cfg.repo.path, cfg.repo.lock_timeout, "publish", progress):
+        done = transaction(cfg, key, add=list(packages), allow_downgrade=allow_downgrade, progress=progress)
+    return [layout.pool(cfg) / i.path.name for i in done]

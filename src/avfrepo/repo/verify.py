@@ -1,20 +1,23 @@
 """`avfrepo verify`: is the published repository what pacman with SigLevel=Required accepts?
 
-For the db and files db: present, signature valid with the repository key. For every db
-entry: the package file exists, its size and sha256 match the db, its .sig verifies with the
-repository key, and the db's embedded %PGPSIG% (when present) is that .sig.
+Published view (`<repo>/<arch>`): the db and files db are present and signed by the
+repository key; every db entry's package exists with the size and sha256 the db records, its
+.sig verifies with the repository key and equals the db's embedded %PGPSIG%; no package file
+lies there that the db does not list. Pool (the archive): every package has a good signature.
+Leftovers of an interrupted publish are warnings (the next publish removes them).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import signing
 from ..config import Config
-from ..formats.repodb import read_db
+from ..formats.repodb import read_db, read_files_db
+from . import layout
+from .publish import sha256_file
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class Check:
     path: str
     ok: bool
     message: str
+    level: str = "error"     # a failed "warning" does not make the repository bad
 
 
 @dataclass
@@ -32,65 +36,86 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return bool(self.checks) and all(c.ok for c in self.checks)
+        return bool(self.checks) and not self.bad()
 
     def bad(self) -> list[Check]:
-        return [c for c in self.checks if not c.ok]
+        return [c for c in self.checks if not c.ok and c.level == "error"]
+
+    def warnings(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok and c.level == "warning"]
 
     def to_json(self) -> dict:
         return {"repo": str(self.repo), "key": self.key, "ok": self.ok,
                 "checks": [c.__dict__ for c in self.checks]}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify(cfg: Config) -> VerifyReport:
     key = signing.verification_key(cfg.signing)
     public = signing.export_public(cfg.signing, key, armor=False)
-    repo = cfg.repo.path
-    rep = VerifyReport(repo, key)
+    pub = cfg.repo.published
+    rep = VerifyReport(cfg.repo.path, key)
     add = rep.checks.append
 
-    def sig_check(path: Path) -> bool:
+    def sig_check(path: Path, shown: str) -> bool:
         res = signing.verify_detached(public, Path(str(path) + ".sig"), path, key)
-        add(Check(path.name + ".sig", res.ok, res.reason))
+        add(Check(shown + ".sig", res.ok, res.reason))
         return res.ok
 
-    db = repo / f"{cfg.repo.name}.db.tar.gz"
-    files_db = repo / f"{cfg.repo.name}.files.tar.gz"
-    if not db.exists():
-        add(Check(db.name, False, "database missing (nothing published yet?)"))
+    if not cfg.repo.db.exists():
+        add(Check(cfg.repo.db.name, False, f"database missing in {pub} (nothing published yet?)"))
         return rep
-    for path in (db, files_db):
-        if not path.exists():
+    for path in (cfg.repo.db, cfg.repo.files_db):
+        if path.exists():
+            sig_check(path, path.name)
+        else:
             add(Check(path.name, False, "missing"))
-            continue
-        sig_check(path)
     try:
-        entries = read_db(db)
+        entries = read_db(cfg.repo.db)
     except ValueError as exc:
-        add(Check(db.name, False, str(exc)))
+        add(Check(cfg.repo.db.name, False, str(exc)))
         return rep
-    add(Check(db.name, True, f"{len(entries)} packages listed"))
+    add(Check(cfg.repo.db.name, True, f"{len(entries)} packages listed"))
+    if cfg.repo.files_db.exists():
+        try:
+            listed = set(read_files_db(cfg.repo.files_db))
+            want = {f"{e.name}-{e.version}" for e in entries.values()}
+            add(Check(cfg.repo.files_db.name, listed == want,
+                      "lists the same packages as the db" if listed == want else
+                      f"differs from the db: {', '.join(sorted(listed ^ want))}"))
+        except ValueError as exc:
+            add(Check(cfg.repo.files_db.name, False, str(exc)))
     for entry in sorted(entries.values(), key=lambda e: e.name):
-        pkg = repo / entry.filename
+        pkg = pub / entry.filename
         if not pkg.is_file():
             add(Check(entry.filename, False, f"listed for {entry.name} {entry.version} but missing"))
             continue
         problems = []
         if entry.csize is not None and pkg.stat().st_size != entry.csize:
             problems.append(f"size {pkg.stat().st_size} != db {entry.csize}")
-        if entry.sha256 and _sha256(pkg) != entry.sha256:
+        if entry.sha256 and sha256_file(pkg) != entry.sha256:
             problems.append("sha256 differs from the db")
         add(Check(entry.filename, not problems, "; ".join(problems) or "size and sha256 match the db"))
-        if sig_check(pkg) and entry.pgpsig:
-            sig_bytes = Path(str(pkg) + ".sig").read_bytes()
-            if base64.b64decode(entry.pgpsig) != sig_bytes:
+        if sig_check(pkg, entry.filename) and entry.pgpsig:
+            if base64.b64decode(entry.pgpsig) != Path(str(pkg) + ".sig").read_bytes():
                 add(Check(entry.filename + ".sig", False, "differs from the signature embedded in the db"))
+    listed_files = {e.filename for e in entries.values()}
+    for p in sorted(pub.iterdir()):
+        if layout.parse_filename(p.name) and p.name not in listed_files:
+            add(Check(p.name, False, "orphan: in the published directory but not in the db"))
+    _verify_pool(cfg, public, key, add)
+    for p in sorted(layout.snapshots(cfg).glob(".tmp-*")) + sorted(layout.pool(cfg).glob("*.part")):
+        add(Check(str(p.relative_to(cfg.repo.path)), False, "left by an interrupted publish", "warning"))
     return rep
+
+
+def _verify_pool(cfg: Config, public: bytes, key: str, add) -> None:
+    pool = layout.pool(cfg)
+    files = layout.pool_files(cfg)
+    for f in files:
+        res = signing.verify_detached(public, pool / (f.filename + ".sig"), pool / f.filename, key)
+        add(Check(f"pool/{f.filename}.sig", res.ok, res.reason))
+    if pool.is_dir():
+        names = {f.filename for f in files}
+        for p in sorted(pool.glob("*.sig")):
+            if p.name[:-4] not in names:
+                add(Check(f"pool/{p.name}", False, "signature without its package", "warning"))

@@ -1,0 +1,80 @@
+"""`avfrepo repo list|rollback|remove`: what is published and archived, going back, taking out."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .. import signing
+from ..config import Config
+from ..errors import AvfrepoError
+from ..versions import vercmp
+from . import layout
+from .lock import repo_lock
+from .publish import current_entries, transaction
+
+
+@dataclass
+class PackageRow:
+    name: str
+    published: str | None
+    archived: list[str] = field(default_factory=list)     # newest first, published excluded
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "published": self.published, "archived": self.archived}
+
+
+def _newest_first(versions: list[str]) -> list[str]:
+    return sorted(versions, key=functools.cmp_to_key(vercmp), reverse=True)
+
+
+def list_packages(cfg: Config) -> list[PackageRow]:
+    current = current_entries(cfg)
+    rows: dict[str, PackageRow] = {n: PackageRow(n, e.version) for n, e in current.items()}
+    for f in layout.pool_files(cfg):
+        row = rows.setdefault(f.name, PackageRow(f.name, None))
+        if f.version != row.published:
+            row.archived.append(f.version)
+    for row in rows.values():
+        row.archived = _newest_first(row.archived)
+    return [rows[n] for n in sorted(rows)]
+
+
+def rollback(cfg: Config, name: str, version: str | None = None,
+             progress: Callable[[str], None] = lambda s: None) -> str:
+    """Publish an archived version of `name` again (default: the newest older one)."""
+    key = signing.signing_key(cfg.signing)
+    with repo_lock(cfg.repo.path, cfg.repo.lock_timeout, f"rollback {name}", progress):
+        current = current_entries(cfg).get(name)
+        candidates = [f for f in layout.pool_files(cfg) if f.name == name
+                      and (current is None or f.version != current.version)]
+        if version is not None:
+            chosen = [f for f in candidates if f.version == version]
+            if not chosen:
+                have = ", ".join(_newest_first([f.version for f in candidates])) or "none"
+                raise AvfrepoError(f"no archived {name} {version} (archived: {have})")
+        else:
+            older = [f for f in candidates if current is None or vercmp(f.version, current.version) < 0]
+            chosen = sorted(older, key=functools.cmp_to_key(lambda a, b: vercmp(a.version, b.version)))[-1:]
+            if not chosen:
+                raise AvfrepoError(f"no archived version of {name} older than "
+                                   f"{current.version if current else 'nothing'} to roll back to")
+        f = chosen[0]
+        transaction(cfg, key, add=[layout.pool(cfg) / f.filename], allow_downgrade=True, progress=progress)
+    return f.version
+
+
+def remove(cfg: Config, name: str, progress: Callable[[str], None] = lambda s: None) -> str:
+    """Drop `name` from the db; its published file and signature leave the pool together."""
+    key = signing.signing_key(cfg.signing)
+    with repo_lock(cfg.repo.path, cfg.repo.lock_timeout, f"remove {name}", progress):
+        entry = current_entries(cfg).get(name)
+        if entry is None:
+            raise AvfrepoError(f"{name} is not in [{cfg.repo.name}]")
+        transaction(cfg, key, remove=[name], progress=progress)
+        pool = layout.pool(cfg)
+        for p in (pool / entry.filename, pool / (entry.filename + ".sig")):
+            p.unlink(missing_ok=True)
+    return entry.version
