@@ -261,7 +261,7 @@ def test_unknown_key_is_an_error_naming_table_and_key(tmp_path, text, where, key
 
 def test_unknown_key_message_lists_the_known_keys(tmp_path):
     msg = config_error(tmp_path, "[repo]\nnmae = 'avf'\n")
-    assert "known: arch, name, path, server" in msg
+    assert "known: arch, keep, lock_timeout, name, path, server" in msg
 
 
 @pytest.mark.parametrize("text, key", [
@@ -348,3 +348,146 @@ def test_upstream_other_than_avf_rejects_an_empty_url(tmp_path):
 def test_config_error_exit_code_is_2():
     assert ConfigError.exit_code == 2
     assert ConfigError("x").exit_code == 2
+
+
+# --- upstream kinds: git-tags, alpm-db, kernel-org ------------------------------------------
+
+def test_alpm_db_upstream_defaults_to_alarm_core_systemd(tmp_path):
+    up = load_text(tmp_path, '[upstreams.systemd]\nkind = "alpm-db"\n').upstream("systemd")
+    assert isinstance(up, config.AlpmDbUpstream)
+    assert (up.kind, up.server, up.arch, up.repo, up.package) == (
+        "alpm-db", "http://mirror.archlinuxarm.org", "aarch64", "core", "systemd")
+    assert up.url == "http://mirror.archlinuxarm.org/aarch64/core/core.db"
+    assert up.source_git is None and up.source_tag == "v{pkgver}"
+    assert up.net == config.NetPolicy()
+
+
+def test_alpm_db_upstream_with_every_key(tmp_path):
+    up = load_text(tmp_path, """\
+        [upstreams.sd]
+        kind = "alpm-db"
+        server = "https://mirror.example.invalid/alarm/$arch/$repo"
+        arch = "armv7h"
+        repo = "extra"
+        package = "systemd-libs"
+        source_git = "https://github.com/systemd/systemd"
+        source_tag = "v{pkgver}-stable"
+        timeout = 5
+        retries = 0
+        backoff = 0.5
+        """).upstream("sd")
+    assert up.url == "https://mirror.example.invalid/alarm/armv7h/extra/extra.db"
+    assert (up.package, up.source_git, up.source_tag) == ("systemd-libs", "https://github.com/systemd/systemd",
+                                                          "v{pkgver}-stable")
+    assert up.net == config.NetPolicy(timeout=5.0, retries=0, backoff=0.5)
+
+
+def test_kernel_org_upstream_defaults(tmp_path):
+    up = load_text(tmp_path, '[upstreams.kernel]\nkind = "kernel-org"\n').upstream("kernel")
+    assert isinstance(up, config.KernelOrgUpstream)
+    assert (up.series, up.method, up.url) == ("6.1", "releases-json", "https://www.kernel.org/releases.json")
+
+
+def test_kernel_org_git_tags_method_defaults_to_the_stable_tree(tmp_path):
+    up = load_text(tmp_path, """\
+        [upstreams.kernel]
+        kind = "kernel-org"
+        series = "5.15"
+        method = "git-tags"
+        """).upstream("kernel")
+    assert (up.series, up.method, up.url) == ("5.15", "git-tags", config.KERNEL_STABLE_GIT)
+    assert up.net.timeout == config.GIT_NET.timeout
+
+
+def test_git_tags_upstream_takes_the_network_keys_too(tmp_path):
+    up = load_text(tmp_path, r"""
+        [upstreams.ttyd]
+        kind = "git-tags"
+        url = "https://github.com/tsl0922/ttyd"
+        tag_pattern = '^(\d+)\.(\d+)\.(\d+)$'
+        timeout = 10.5
+        retries = 2
+        """).upstream("ttyd")
+    assert isinstance(up, config.GitTagsUpstream)
+    assert up.net == config.NetPolicy(timeout=10.5, retries=2, backoff=config.GIT_NET.backoff)
+    assert config.NetPolicy(retries=3, backoff=0.5).delays() == [0.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("text, key", [
+    ('kind = "alpm-db"\ntag_pattern = "(x)"\n', "tag_pattern"),           # a git-tags key
+    ('kind = "alpm-db"\npackages = "systemd"\n', "packages"),
+    ('kind = "kernel-org"\npackage = "linux"\n', "package"),              # an alpm-db key
+    ('kind = "kernel-org"\nversion = "6.1"\n', "version"),
+    ('kind = "git-tags"\nurl = "x"\ntag_pattern = "(x)"\nseries = "6.1"\n', "series"),
+    ('url = "x"\ntag_pattern = "(x)"\nretry = 3\n', "retry"),
+])
+def test_a_key_of_another_kind_is_an_unknown_key_naming_file_and_key(tmp_path, text, key):
+    msg = config_error(tmp_path, "[upstreams.up]\n" + text)
+    assert f"[upstreams.up] {key}: unknown key" in msg
+
+
+def test_unknown_key_of_a_kind_lists_that_kinds_keys(tmp_path):
+    msg = config_error(tmp_path, '[upstreams.systemd]\nkind = "alpm-db"\nurl = "http://x"\n')
+    assert ("known: arch, backoff, kind, package, repo, retries, server, source_git, source_tag, timeout"
+            in msg)
+
+
+@pytest.mark.parametrize("text, key, reason", [
+    ('kind = "alpm-db"\nserver = "ftp://mirror.archlinuxarm.org"\n', "server", "must be an http:// or https:// URL"),
+    ('kind = "alpm-db"\nserver = "mirror.archlinuxarm.org"\n', "server", "must be an http:// or https:// URL"),
+    ('kind = "alpm-db"\npackage = "Systemd"\n', "package", "must be a package name"),
+    ('kind = "alpm-db"\nrepo = "core/os"\n', "repo", "must be a repository name"),
+    ('kind = "alpm-db"\narch = ""\n', "arch", "must be an architecture"),
+    ('kind = "alpm-db"\nsource_tag = "v{pkgver}"\n', "source_tag", "only means something together with source_git"),
+    ('kind = "alpm-db"\nsource_git = "https://x"\nsource_tag = "v261"\n', "source_tag", "must contain {pkgver}"),
+    ('kind = "alpm-db"\nsource_git = "https://x"\nsource_tag = "v{version}"\n', "source_tag", "must contain {pkgver}"),
+    ('kind = "kernel-org"\nseries = "6"\n', "series", "must be a kernel series like 6.1"),
+    ('kind = "kernel-org"\nseries = "6.1.158"\n', "series", "must be a kernel series like 6.1"),
+    ('kind = "kernel-org"\nmethod = "tarballs"\n', "method", "must be one of releases-json, git-tags"),
+    ('kind = "kernel-org"\nurl = "file:///srv/releases.json"\n', "url", "must be an http:// or https:// URL"),
+    ('kind = "kernel-org"\nmethod = "git-tags"\nurl = " "\n', "url", "must not be empty"),
+    ('kind = "kernel-org"\ntimeout = 0\n', "timeout", "must be at least"),
+    ('kind = "kernel-org"\ntimeout = "30"\n', "timeout", "must be a number"),
+    ('kind = "kernel-org"\ntimeout = true\n', "timeout", "must be a number"),
+    ('kind = "kernel-org"\nretries = -1\n', "retries", "must be at least 0"),
+    ('kind = "kernel-org"\nretries = 1.5\n', "retries", "must be a number"),
+    ('kind = "kernel-org"\nretries = 11\n', "retries", "must be at most 10"),
+    ('kind = "alpm-db"\nbackoff = -0.5\n', "backoff", "must be at least 0"),
+    ('kind = "alpm-db"\nserver = 5\n', "server", "must be a string"),
+])
+def test_bad_values_of_the_new_kinds_name_file_and_key(tmp_path, text, key, reason):
+    msg = config_error(tmp_path, "[upstreams.up]\n" + text)
+    assert f"[upstreams.up] {key}: {reason}" in msg
+
+
+def test_kind_choice_lists_every_kind(tmp_path):
+    msg = config_error(tmp_path, '[upstreams.up]\nkind = "alpm"\n')
+    assert "[upstreams.up] kind: must be one of git-tags, alpm-db, kernel-org, got 'alpm'" in msg
+
+
+def test_the_committed_config_follows_the_real_upstreams():
+    cfg = config.load(Path(__file__).resolve().parents[1] / "avfrepo.toml")
+    kinds = {name: up.kind for name, up in cfg.upstreams.items()}
+    assert kinds == {"avf": "git-tags", "systemd": "alpm-db", "ttyd": "git-tags",
+                     "libwebsockets": "git-tags", "kernel": "kernel-org"}
+    assert cfg.upstream("systemd").url == "http://mirror.archlinuxarm.org/aarch64/core/core.db"
+    assert cfg.upstream("systemd").source_git == "https://github.com/systemd/systemd"
+    assert cfg.upstream("ttyd").url == "https://github.com/tsl0922/ttyd"
+    assert cfg.upstream("ttyd").regex.fullmatch("1.7.7")
+    assert cfg.upstream("libwebsockets").url == "https://github.com/warmcat/libwebsockets"
+    assert cfg.upstream("libwebsockets").regex.fullmatch("v4.3.3")
+    assert (cfg.upstream("kernel").series, cfg.upstream("kernel").url) == ("6.1", "https://www.kernel.org/releases.json")
+
+
+def test_repo_keep_and_lock_timeout_are_validated(tmp_path):
+    cfg_file = tmp_path / "avfrepo.toml"
+    cfg_file.write_text("[repo]\nkeep = 5\nlock_timeout = 2.5\n")
+    cfg = config.load(cfg_file)
+    assert (cfg.repo.keep, cfg.repo.lock_timeout) == (5, 2.5)
+    assert cfg.repo.published == cfg.repo.path / "aarch64"
+    assert cfg.repo.db == cfg.repo.path / "aarch64" / "avf.db.tar.gz"
+    for bad, msg in (("keep = 0", "must be at least 1"), ('keep = "3"', "must be a number"),
+                     ("lock_timeout = -1", "must be at least 0"), ("keep = true", "must be a number")):
+        cfg_file.write_text(f"[repo]\n{bad}\n")
+        with pytest.raises(ConfigError, match=rf"\[repo\] {bad.split()[0]}: {msg}"):
+            config.load(cfg_file)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,23 @@ AVF_TAG_PATTERN = r"^android-(16)\.(\d+)\.(\d+)_r(\d+)$"
 
 
 @dataclass(frozen=True)
+class NetPolicy:
+    """How a source uses the network: a timeout per request (seconds), how many times a
+    transient failure is retried after the first try, and the first back-off delay
+    (seconds), doubled before each further retry."""
+
+    timeout: float = 30.0
+    retries: int = 3
+    backoff: float = 1.0
+
+    def delays(self) -> list[float]:
+        return [self.backoff * 2 ** i for i in range(self.retries)]
+
+
+GIT_NET = NetPolicy(timeout=120.0)   # ls-remote of a large repository lists thousands of tags
+
+
+@dataclass(frozen=True)
 class GitTagsUpstream:
     """A git repository whose release tags are versions (AVF, ttyd, ...)."""
 
@@ -32,10 +50,66 @@ class GitTagsUpstream:
     url: str
     tag_pattern: str
     kind: str = "git-tags"
+    net: NetPolicy = GIT_NET
 
     @property
     def regex(self) -> re.Pattern[str]:
         return re.compile(self.tag_pattern)
+
+
+ALARM_SERVER = "http://mirror.archlinuxarm.org"
+
+
+@dataclass(frozen=True)
+class AlpmDbUpstream:
+    """The version of one package in a remote pacman repository (Arch Linux ARM core/systemd).
+
+    With source_git, the release also carries the peeled commit of the source tag
+    source_tag (formatted with the pkgver) in that git repository.
+    """
+
+    name: str
+    server: str = ALARM_SERVER
+    arch: str = "aarch64"
+    repo: str = "core"
+    package: str = "systemd"
+    source_git: str | None = None
+    source_tag: str = "v{pkgver}"
+    kind: str = "alpm-db"
+    net: NetPolicy = NetPolicy()
+
+    @property
+    def url(self) -> str:
+        """The database, in pacman's `$server/$arch/$repo` layout (placeholders honoured)."""
+        base = self.server.rstrip("/")
+        if "$arch" in base or "$repo" in base:
+            base = base.replace("$arch", self.arch).replace("$repo", self.repo)
+        else:
+            base = f"{base}/{self.arch}/{self.repo}"
+        return f"{base}/{self.repo}.db"
+
+
+KERNEL_RELEASES_JSON = "https://www.kernel.org/releases.json"
+KERNEL_STABLE_GIT = "https://git.kernel.org/pub/scm/linux/kernel/git/stable/linux.git"
+KERNEL_METHODS = ("releases-json", "git-tags")
+
+
+@dataclass(frozen=True)
+class KernelOrgUpstream:
+    """The newest point release of one kernel series (6.1 LTS): from kernel.org's
+    releases.json (method releases-json), or from the stable tree's v<series>.N tags
+    (method git-tags, url = the git repository)."""
+
+    name: str
+    series: str = "6.1"
+    method: str = "releases-json"
+    url: str = KERNEL_RELEASES_JSON
+    kind: str = "kernel-org"
+    net: NetPolicy = NetPolicy()
+
+
+UpstreamConfig = GitTagsUpstream | AlpmDbUpstream | KernelOrgUpstream
+UPSTREAM_KINDS = ("git-tags", "alpm-db", "kernel-org")
 
 
 @dataclass(frozen=True)
@@ -44,6 +118,21 @@ class RepoConfig:
     path: Path
     arch: str
     server: str
+    keep: int = 3                 # versions of each package kept in the pool (rollback)
+    lock_timeout: float = 300.0   # seconds to wait for another avfrepo holding the repo
+
+    @property
+    def published(self) -> Path:
+        """What pacman's `Server = <url>/$arch` points at: a symlink to the current snapshot."""
+        return self.path / self.arch
+
+    @property
+    def db(self) -> Path:
+        return self.published / f"{self.name}.db.tar.gz"
+
+    @property
+    def files_db(self) -> Path:
+        return self.published / f"{self.name}.files.tar.gz"
 
 
 @dataclass(frozen=True)
@@ -58,6 +147,7 @@ class BuildConfig:
     user: str
     chroot: Path
     packager: str
+    jobs: int = 1                 # packages built at the same time (`avfrepo build --jobs N`)
 
 
 @dataclass(frozen=True)
@@ -70,13 +160,13 @@ class Config:
     repo: RepoConfig
     signing: SigningConfig
     build: BuildConfig
-    upstreams: dict[str, GitTagsUpstream] = field(default_factory=dict)
+    upstreams: dict[str, UpstreamConfig] = field(default_factory=dict)
 
     @property
     def state_file(self) -> Path:
         return self.pkgbuilds / "avfrepo-state.json"
 
-    def upstream(self, name: str) -> GitTagsUpstream:
+    def upstream(self, name: str) -> UpstreamConfig:
         try:
             return self.upstreams[name]
         except KeyError:
@@ -127,6 +217,16 @@ class _Table:
             raise self._err(unknown[0], f"unknown key (known: {', '.join(sorted(self.used))})")
 
 
+def _number(t: _Table, key: str, kind: type | tuple[type, ...], default: float, *, minimum: float) -> float:
+    t.used.add(key)
+    value = t.data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise t._err(key, f"must be a number, got {value!r}")
+    if value < minimum:
+        raise t._err(key, f"must be at least {minimum}, got {value!r}")
+    return value
+
+
 def _path(value: str, base: Path) -> Path:
     p = Path(os.path.expanduser(value))
     return (p if p.is_absolute() else base / p).resolve()
@@ -143,13 +243,72 @@ def _regex(table: _Table, key: str, default: str | None, *, required: bool) -> s
     return value
 
 
-def _upstream(name: str, t: _Table) -> GitTagsUpstream:
-    kind = t.choice("kind", ("git-tags",), "git-tags")
+def _word(t: _Table, key: str, default: str, pattern: str, what: str) -> str:
+    value = t.get(key, str, default)
+    if not re.fullmatch(pattern, value):
+        raise t._err(key, f"must be {what}, got {value!r}")
+    return value
+
+
+def _http_url(t: _Table, key: str, default: str) -> str:
+    value = t.get(key, str, default).strip()
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise t._err(key, f"must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
+def _net(t: _Table, default: NetPolicy) -> NetPolicy:
+    """Keys every upstream kind takes: timeout, retries, backoff."""
+    timeout = float(_number(t, "timeout", (int, float), default.timeout, minimum=0.001))
+    retries = _number(t, "retries", int, default.retries, minimum=0)
+    if retries > 10:
+        raise t._err("retries", f"must be at most 10, got {retries!r}")
+    backoff = float(_number(t, "backoff", (int, float), default.backoff, minimum=0))
+    return NetPolicy(timeout=timeout, retries=retries, backoff=backoff)
+
+
+def _git_tags(name: str, t: _Table) -> GitTagsUpstream:
     is_avf = name == "avf"
     url = t.get("url", str, AVF_URL if is_avf else None, required=not is_avf)
     pattern = _regex(t, "tag_pattern", AVF_TAG_PATTERN if is_avf else None, required=not is_avf)
+    return GitTagsUpstream(name=name, url=url, tag_pattern=pattern, net=_net(t, GIT_NET))
+
+
+def _alpm_db(name: str, t: _Table) -> AlpmDbUpstream:
+    server = _http_url(t, "server", ALARM_SERVER)
+    arch = _word(t, "arch", "aarch64", r"[a-z0-9_]+", "an architecture like aarch64")
+    repo = _word(t, "repo", "core", r"[a-z0-9][a-z0-9_-]*", "a repository name like core")
+    package = _word(t, "package", "systemd", r"[a-z0-9@_+][a-z0-9@._+-]*", "a package name like systemd")
+    source_git = t.get("source_git", str, "").strip() or None
+    source_tag = t.get("source_tag", str, "v{pkgver}")
+    if "source_tag" in t.data and source_git is None:
+        raise t._err("source_tag", "only means something together with source_git")
+    fields = {f for _, f, _, _ in string.Formatter().parse(source_tag) if f is not None}
+    if fields != {"pkgver"}:
+        raise t._err("source_tag", f"must contain {{pkgver}} and no other field, got {source_tag!r}")
+    return AlpmDbUpstream(name=name, server=server, arch=arch, repo=repo, package=package,
+                          source_git=source_git, source_tag=source_tag, net=_net(t, NetPolicy()))
+
+
+def _kernel_org(name: str, t: _Table) -> KernelOrgUpstream:
+    series = _word(t, "series", "6.1", r"[1-9]\d*\.\d+", "a kernel series like 6.1")
+    method = t.choice("method", KERNEL_METHODS, "releases-json")
+    if method == "releases-json":
+        url = _http_url(t, "url", KERNEL_RELEASES_JSON)
+    else:
+        url = t.get("url", str, KERNEL_STABLE_GIT).strip()
+        if not url:
+            raise t._err("url", "must not be empty")
+    return KernelOrgUpstream(name=name, series=series, method=method, url=url,
+                             net=_net(t, GIT_NET if method == "git-tags" else NetPolicy()))
+
+
+def _upstream(name: str, t: _Table) -> UpstreamConfig:
+    kind = t.choice("kind", UPSTREAM_KINDS, "git-tags")
+    parsers = {"git-tags": _git_tags, "alpm-db": _alpm_db, "kernel-org": _kernel_org}
+    upstream = parsers[kind](name, t)
     t.finish()
-    return GitTagsUpstream(name=name, url=url, tag_pattern=pattern, kind=kind)
+    return upstream
 
 
 def parse(data: dict[str, Any], file: Path | None, root: Path) -> Config:
@@ -169,6 +328,8 @@ def parse(data: dict[str, Any], file: Path | None, root: Path) -> Config:
         path=_path(r.get("path", str, "repo"), root),
         arch=r.choice("arch", ARCHES, "aarch64"),
         server=r.get("server", str, "https://example.invalid/avf").rstrip("/"),
+        keep=_number(r, "keep", int, 3, minimum=1),
+        lock_timeout=float(_number(r, "lock_timeout", (int, float), 300, minimum=0)),
     )
     r.finish()
 
@@ -186,7 +347,10 @@ def parse(data: dict[str, Any], file: Path | None, root: Path) -> Config:
         user=b.get("user", str, "avfbuild"),
         chroot=_path(b.get("chroot", str, "/var/lib/avfrepo/chroot"), root),
         packager=b.get("packager", str, "avfrepo <avfrepo@example.invalid>"),
+        jobs=b.get("jobs", int, 1),
     )
+    if isinstance(build.jobs, bool) or not isinstance(build.jobs, int) or not 1 <= build.jobs <= 64:
+        raise b._err("jobs", f"must be a whole number from 1 to 64, got {build.jobs!r}")
     b.finish()
 
     ups = top.table("upstreams")

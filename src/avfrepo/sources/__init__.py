@@ -2,20 +2,112 @@
 
 Sources know nothing about PKGBUILDs: they answer "what is the newest release of this
 upstream, and which commit (if any) is it".
+
+The interface, nvchecker-style: a source is a module in this package with
+
+    KIND = "<kind>"                       # the `kind` of [upstreams.NAME] it serves
+    def query(upstream) -> Release        # upstream: that kind's config dataclass
+
+registered in SOURCES (kind -> module name, imported on first use). `query()` dispatches one
+upstream by its kind, `query_all()` asks several at once and fails if any of them failed.
 """
 
 from __future__ import annotations
 
+import importlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+from ..errors import ConfigError, UpstreamError
+
+if TYPE_CHECKING:
+    from ..config import UpstreamConfig
 
 
 @dataclass(frozen=True)
 class Release:
     upstream: str
-    version: str          # as upstream names it, e.g. the tag "android-16.0.0_r3"
-    pkgver: str           # the same, spelled as an Arch pkgver, e.g. "16.0.0.r3"
-    commit: str | None    # peeled commit for git sources
-    url: str
+    version: str          # as upstream names it: the tag "android-16.0.0_r3", "261.2-1", "6.1.158"
+    pkgver: str           # the same, spelled as an Arch pkgver, e.g. "16.0.0.r3", "261.2"
+    commit: str | None    # peeled commit for git sources (alpm-db: of its source tag)
+    url: str              # where it was read (repository, database), or the kernel tarball
+    pkgrel: str | None = None   # alpm-db only: the packager's release of that pkgver
+    tag: str | None = None      # alpm-db with source_git: the source tag the commit belongs to
 
     def to_json(self) -> dict[str, str | None]:
-        return {"version": self.version, "pkgver": self.pkgver, "commit": self.commit, "url": self.url}
+        out = {"version": self.version, "pkgver": self.pkgver, "commit": self.commit, "url": self.url}
+        if self.pkgrel is not None:
+            out["pkgrel"] = self.pkgrel
+        if self.tag is not None:
+            out["tag"] = self.tag
+        return out
+
+
+SOURCES: dict[str, str] = {
+    "git-tags": "git_tags",
+    "alpm-db": "alpm_db",
+    "kernel-org": "kernel_org",
+}
+
+MAX_WORKERS = 8
+
+
+def source_for(kind: str) -> ModuleType:
+    """The module serving `kind`; ConfigError for a kind nobody serves."""
+    try:
+        module = SOURCES[kind]
+    except KeyError:
+        raise ConfigError(f"no source for upstream kind {kind!r} (known: {', '.join(SOURCES)})") from None
+    return importlib.import_module(f"{__name__}.{module}")
+
+
+def query(upstream: "UpstreamConfig") -> Release:
+    """The newest release of one configured upstream; UpstreamError if it cannot be had."""
+    return source_for(upstream.kind).query(upstream)
+
+
+class UpstreamErrors(UpstreamError):
+    """Several upstreams failed in one query_all(); `.errors` maps each name to its error."""
+
+    def __init__(self, errors: dict[str, UpstreamError]):
+        self.errors = errors
+        self.upstream = ", ".join(errors)
+        self.url = ", ".join(e.url for e in errors.values())
+        lines = "\n  ".join(str(e) for e in errors.values())
+        Exception.__init__(self, f"{len(errors)} upstreams failed:\n  {lines}")
+
+
+def query_all(upstreams: Mapping[str, "UpstreamConfig"] | Iterable["UpstreamConfig"],
+              *, max_workers: int = MAX_WORKERS) -> dict[str, Release]:
+    """Query independent upstreams concurrently; name -> Release, in the order given.
+
+    Every query runs to its end; if any failed, nothing is returned: the one UpstreamError,
+    or UpstreamErrors listing them all (so a caller writes nothing on a partial answer).
+    An exception other than UpstreamError (a bug) is re-raised as it is.
+    """
+    configs = list(upstreams.values()) if isinstance(upstreams, Mapping) else list(upstreams)
+    names = [u.name for u in configs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"upstream queried twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    if not configs:
+        return {}
+    for u in configs:
+        source_for(u.kind)   # an unknown kind fails before anything is asked
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(configs))),
+                            thread_name_prefix="avfrepo-query") as pool:
+        futures = {u.name: pool.submit(query, u) for u in configs}
+        outcomes = {name: (f.exception(), f) for name, f in futures.items()}
+    failed: dict[str, UpstreamError] = {}
+    for name, (exc, _) in outcomes.items():
+        if exc is None:
+            continue
+        if not isinstance(exc, UpstreamError):
+            raise exc
+        failed[name] = exc
+    if len(failed) == 1:
+        raise next(iter(failed.values()))
+    if failed:
+        raise UpstreamErrors(failed)
+    return {name: f.result() for name, (_, f) in outcomes.items()}

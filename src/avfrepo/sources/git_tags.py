@@ -5,6 +5,10 @@
 - Tags sort by their capture groups as numbers, so r10 > r9.
 - The commit recorded is the peeled one: for an annotated tag the `^{}` line, for a
   lightweight tag the ref itself. Tag messages are never read.
+- An optional group that did not take part in the match counts as -1, so with
+  an optional point-release group the tag v6.1 sorts below v6.1.0 and v6.1.1.
+- A remote that fails in a way worth retrying (network, timeout) is asked again by the
+  upstream's NetPolicy; a URL that is no repository fails at once.
 """
 
 from __future__ import annotations
@@ -14,11 +18,17 @@ from dataclasses import dataclass
 
 import git
 
-from ..config import GitTagsUpstream
+from ..config import GIT_NET, GitTagsUpstream, NetPolicy
 from ..errors import UpstreamError
 from . import Release
+from .net import Transient, with_retries
 
-LS_REMOTE_TIMEOUT = 120
+KIND = "git-tags"
+LS_REMOTE_TIMEOUT = GIT_NET.timeout
+
+# git's words for "this will not get better by asking again"
+_PERMANENT = ("does not appear to be a git repository", "repository not found", "not found",
+              "authentication failed", "could not read username", "invalid username or password")
 
 
 @dataclass(frozen=True)
@@ -28,13 +38,29 @@ class TagRef:
     commit: str   # peeled commit
 
 
-def ls_remote_tags(name: str, url: str) -> dict[str, TagRef]:
+def ls_remote_tags(name: str, url: str, net: NetPolicy | None = None) -> dict[str, TagRef]:
     """All tags of url -> TagRef, with the peeled commit of annotated tags."""
-    try:
-        out = git.cmd.Git().ls_remote("--tags", url, kill_after_timeout=LS_REMOTE_TIMEOUT)
-    except git.GitCommandError as exc:
-        detail = (exc.stderr or str(exc)).strip().splitlines()
-        raise UpstreamError(name, url, "git ls-remote failed: " + (detail[-1] if detail else "unknown error")) from None
+    net = net or GIT_NET
+
+    def attempt() -> str:
+        # GIT_TERMINAL_PROMPT=0: a private or missing https repository must fail, not ask
+        env = {"GIT_TERMINAL_PROMPT": "0"}
+        try:
+            return git.cmd.Git().ls_remote("--tags", url, kill_after_timeout=net.timeout, env=env)
+        except git.GitCommandError as exc:
+            stderr = (exc.stderr or str(exc)).strip()
+            if stderr.startswith("stderr: '"):          # GitPython's wrapping
+                stderr = stderr[len("stderr: '"):].removesuffix("'")
+            lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+            fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
+            reason = "git ls-remote failed: " + ((fatal or lines or ["unknown error"])[0])
+            if (isinstance(exc.status, int) and exc.status < 0) or "did not complete in" in stderr:
+                raise Transient(f"git ls-remote gave no answer within {net.timeout:g} s") from None
+            if any(word in stderr.lower() for word in _PERMANENT):
+                raise UpstreamError(name, url, reason) from None
+            raise Transient(reason) from None
+
+    out = with_retries(name, url, net, attempt)
     direct: dict[str, str] = {}
     peeled: dict[str, str] = {}
     for line in out.splitlines():
@@ -56,8 +82,8 @@ def sort_key(rx: re.Pattern[str], tag: str) -> tuple[int, ...] | None:
     if not m:
         return None
     try:
-        return tuple(int(g) for g in m.groups())
-    except (TypeError, ValueError):
+        return tuple(-1 if g is None else int(g) for g in m.groups())
+    except ValueError:
         return None
 
 
@@ -83,3 +109,9 @@ def latest(upstream: GitTagsUpstream, tags: dict[str, TagRef] | None = None) -> 
                             f"no tag matches {upstream.tag_pattern} ({len(tags)} tags seen)")
     top = releases[-1]
     return Release(upstream.name, top.name, tag_pkgver(top.name), top.commit, upstream.url)
+
+
+def query(upstream: GitTagsUpstream) -> Release:
+    """The source interface (see sources/__init__.py): the newest release tag."""
+    return latest(upstream, ls_remote_tags(upstream.name, upstream.url, upstream.net))
+

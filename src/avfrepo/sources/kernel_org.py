@@ -1,0 +1,92 @@
+"""The newest point release of one Linux series (the 6.1 LTS AVF's patches target).
+
+Two ways, chosen by the upstream's `method`:
+- releases-json: kernel.org's https://www.kernel.org/releases.json, which lists the newest
+  release of each *maintained* series (`{"releases": [{"moniker": "longterm", "version":
+  "6.1.158", "source": "<tarball>", ...}]}`). A series past its end of life drops out of
+  the list: that is an error here, not "no update".
+- git-tags: the stable tree's tags `v<series>` and `v<series>.N` (any git URL), through
+  git_tags; the release also carries the tag's peeled commit.
+
+Either way: version and pkgver "6.1.158", url the release tarball.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from ..config import GitTagsUpstream, KernelOrgUpstream
+from ..errors import UpstreamError
+from . import Release
+from .git_tags import latest, ls_remote_tags
+from .net import http_get
+
+KIND = "kernel-org"
+CDN = "https://cdn.kernel.org/pub/linux/kernel"
+
+log = logging.getLogger("avfrepo.sources")
+
+
+def tarball_url(version: str) -> str:
+    """6.1.158 -> https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.1.158.tar.xz"""
+    return f"{CDN}/v{version.split('.')[0]}.x/linux-{version}.tar.xz"
+
+
+def _series_rx(series: str, prefix: str = "") -> str:
+    return rf"^{re.escape(prefix)}{re.escape(series)}(?:\.(\d+))?$"
+
+
+def from_releases_json(upstream: KernelOrgUpstream, data: bytes) -> Release:
+    """The newest release of upstream.series in a releases.json document."""
+
+    def bad(reason: str) -> UpstreamError:
+        return UpstreamError(upstream.name, upstream.url, reason)
+
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad(f"not valid JSON: {exc}") from None
+    releases = doc.get("releases") if isinstance(doc, dict) else None
+    if not isinstance(releases, list):
+        raise bad('unexpected shape: no "releases" list')
+    rx = re.compile(_series_rx(upstream.series))
+    found: list[tuple[int, dict]] = []
+    listed: list[str] = []
+    for r in releases:
+        version = r.get("version") if isinstance(r, dict) else None
+        if not isinstance(version, str):
+            continue
+        listed.append(version)
+        m = rx.fullmatch(version)
+        if m and r.get("moniker") != "mainline":
+            found.append((int(m.group(1) or -1), r))
+    if not found:
+        raise bad(f"series {upstream.series} is not listed (listed: {', '.join(listed) or 'nothing'}); "
+                  "kernel.org lists only maintained series: for one past its end of life use "
+                  'method = "git-tags"')
+    _, best = max(found, key=lambda pr: pr[0])
+    version = best["version"]
+    if best.get("iseol"):
+        log.warning("upstream %s: kernel %s is marked end of life on kernel.org", upstream.name, version)
+    source = best.get("source")
+    url = source if isinstance(source, str) and re.match(r"https?://", source) else tarball_url(version)
+    return Release(upstream.name, version, version, None, url)
+
+
+def from_git_tags(upstream: KernelOrgUpstream) -> Release:
+    """The newest v<series>[.N] tag of the git repository upstream.url."""
+    tags = ls_remote_tags(upstream.name, upstream.url, upstream.net)
+    as_git = GitTagsUpstream(upstream.name, upstream.url, _series_rx(upstream.series, "v"), net=upstream.net)
+    rel = latest(as_git, tags)
+    version = rel.version[1:]
+    return Release(upstream.name, version, version, rel.commit, tarball_url(version))
+
+
+def query(upstream: KernelOrgUpstream) -> Release:
+    """The source interface: the newest point release of the series."""
+    if upstream.method == "git-tags":
+        return from_git_tags(upstream)
+    return from_releases_json(upstream, http_get(upstream.name, upstream.url, upstream.net,
+                                                 accept="application/json"))
