@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -73,13 +74,36 @@ def repo_add_flags(version: tuple[int, ...] | None = None) -> list[str]:
     return ["--include-sigs"] if (version or repo_add_version()) >= (7,) else []
 
 
+def _index_path(cfg: Config, db_sha256: str) -> Path:
+    return cfg.cache / "db-index" / f"{db_sha256}.json"
+
+
 def current_entries(cfg: Config) -> dict[str, DbEntry]:
+    """The published db's entries. Parsing a 500-entry db costs about a tenth of a second, so
+    each publish leaves an index of the db it made in the local cache, keyed by the db's
+    sha256: a db changed by anyone else simply misses the index and is parsed."""
     if not cfg.repo.db.exists():
         return {}
+    index = _index_path(cfg, sha256_file(cfg.repo.db))
+    try:
+        rows = json.loads(index.read_text())
+        return {r["name"]: DbEntry(r["name"], r["version"], r["filename"], r["arch"], r["csize"], r["sha256"], None)
+                for r in rows}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     try:
         return read_db(cfg.repo.db)
     except ValueError as exc:
         raise AvfrepoError(f"{cfg.repo.db}: {exc}") from None
+
+
+def _write_index(cfg: Config, entries: dict[str, DbEntry]) -> None:
+    rows = [{"name": e.name, "version": e.version, "filename": e.filename, "arch": e.arch,
+             "csize": e.csize, "sha256": e.sha256} for e in entries.values()]
+    index = _index_path(cfg, sha256_file(cfg.repo.db))
+    for old in index.parent.glob("*.json") if index.parent.is_dir() else []:
+        old.unlink(missing_ok=True)
+    atomic_write(index, json.dumps(rows).encode())
 
 
 def validate(cfg: Config, key: str, public: bytes, pkg: Path, current: dict[str, DbEntry],
@@ -155,7 +179,22 @@ def _next_generation(cfg: Config) -> int:
     return max(gens, default=0) + 1
 
 
-def _build_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str]) -> Path:
+def key_files(cfg: Config, key: Key) -> tuple[bytes, Path]:
+    """The repository key, binary (for checking signatures) and armored (published as
+    <name>.asc), exported from the GnuPG home once per key into the local cache (never the
+    served repository directory) instead of twice per publish."""
+    keys = cfg.cache / "keys"
+    binary, armored = keys / f"{key.fingerprint}.gpg", keys / f"{key.fingerprint}.asc"
+    if not (binary.exists() and armored.exists()):
+        atomic_write(binary, signing.export_public(cfg.signing, key.fingerprint, armor=False))
+        atomic_write(armored, signing.export_public(cfg.signing, key.fingerprint, armor=True))
+    return binary.read_bytes(), armored
+
+
+def _build_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], listed: list[str],
+                    armored_key: Path) -> Path:
+    """The next snapshot: db and files db updated by repo-add/repo-remove, hard links to the
+    `listed` pool files (what the new db lists) and the armored key."""
     snaps = layout.snapshots(cfg)
     snaps.mkdir(parents=True, exist_ok=True)
     gen = _next_generation(cfg)
@@ -175,10 +214,10 @@ def _build_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str]) -
         run(["repo-add", "--nocolor", *repo_add_flags(), "-s", "-v", "-k", key.fingerprint, str(db),
              *map(str, add)], env=env, hint="repo-add signs with the [signing] key and checks the existing db signature")
     pool = layout.pool(cfg)
-    for entry in read_db(db).values():
-        for f in (entry.filename, entry.filename + ".sig"):
+    for filename in listed:
+        for f in (filename, filename + ".sig"):
             os.link(pool / f, tmp / f)
-    atomic_write(tmp / f"{name}.asc", signing.export_public(cfg.signing, key.fingerprint, armor=True))
+    os.link(armored_key, tmp / f"{name}.asc")
     _fsync_dir(tmp)
     final = snaps / str(gen)
     os.replace(tmp, final)
@@ -198,10 +237,12 @@ def _switch(cfg: Config, snapshot: Path) -> None:
     _fsync_dir(cfg.repo.path)
 
 
-def apply_retention(cfg: Config) -> list[str]:
-    """Keep [repo] keep versions per package in the pool (always the published one), and the
-    current and previous snapshots. Returns the removed file names."""
-    current = {e.filename for e in current_entries(cfg).values()}
+def apply_retention(cfg: Config, current: set[str] | None = None) -> list[str]:
+    """Keep [repo] keep versions per package in the pool (always the published one, whose
+    file names `current` gives, read from the db when not given), and the current and
+    previous snapshots. Returns the removed file names."""
+    if current is None:
+        current = {e.filename for e in current_entries(cfg).values()}
     by_name: dict[str, list[layout.PkgFile]] = {}
     for f in layout.pool_files(cfg):
         by_name.setdefault(f.name, []).append(f)
@@ -233,7 +274,7 @@ def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str
     """Validate, then publish `add` and drop `remove` in one switch. Call with the lock held."""
     cleanup_leftovers(cfg)
     current = current_entries(cfg)
-    public = signing.export_public(cfg.signing, key.fingerprint, armor=False)
+    public, armored = key_files(cfg, key)
     incoming = [validate(cfg, key.fingerprint, public, Path(p), current, allow_downgrade=allow_downgrade)
                 for p in add]
     names = [i.info.pkgname for i in incoming]
@@ -254,11 +295,18 @@ def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str
         _copy_into(Path(str(i.path) + ".sig"), pool)
         pooled.append(_copy_into(i.path, pool))
     _fsync_dir(pool)
-    snapshot = _build_snapshot(cfg, key, pooled, list(remove))
+    # what the new db lists, as repo-add/repo-remove make it: the current set, minus the
+    # removed, with each added package replacing its name's entry
+    listed = {n: e for n, e in current.items() if n not in remove}
+    listed.update({i.info.pkgname: DbEntry(i.info.pkgname, i.info.pkgver, i.path.name, i.info.arch,
+                                           i.path.stat().st_size, i.sha256, None) for i in todo})
+    filenames = sorted(e.filename for e in listed.values())
+    snapshot = _build_snapshot(cfg, key, pooled, list(remove), filenames, armored)
     _switch(cfg, snapshot)
     progress(f"published snapshot {snapshot.name}: " + ", ".join(
         [f"+{i.path.name}" for i in todo] + [f"-{n}" for n in remove]))
-    apply_retention(cfg)
+    _write_index(cfg, listed)
+    apply_retention(cfg, set(filenames))
     return todo
 
 

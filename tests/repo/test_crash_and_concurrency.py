@@ -1,0 +1,75 @@
+"""Crash safety and concurrency of publishing, with real processes and real signals."""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from avfrepo.formats.repodb import read_db
+from avfrepo.repo.publish import publish
+from avfrepo.repo.verify import verify
+from avfrepo.signing import signing_key
+
+from .conftest import fresh, pacman_client
+
+pytestmark = pytest.mark.slow
+
+KILL_RUNS = 50
+
+
+def add_cmd(cfg, paths) -> list[str]:
+    return [sys.executable, "-m", "avfrepo", "--config", str(cfg.file), "repo", "add", *map(str, paths)]
+
+
+def test_sigkill_at_50_points_leaves_the_old_or_the_new_repository(rcfg, built, tmp_path, trusted_gpgdir):
+    key = signing_key(rcfg.signing)
+    publish(rcfg, key, fresh(built, tmp_path, "t-a-1"))
+    baseline = tmp_path / "baseline"
+    shutil.copytree(rcfg.repo.path, baseline, symlinks=True)
+    argv = add_cmd(rcfg, fresh(built, tmp_path, "t-a-2", "t-b-1"))
+
+    start = time.monotonic()
+    subprocess.run(argv, check=True, capture_output=True)
+    duration = time.monotonic() - start
+
+    seen = collections.Counter()
+    for run in range(KILL_RUNS):
+        shutil.rmtree(rcfg.repo.path)
+        shutil.copytree(baseline, rcfg.repo.path, symlinks=True)
+        # the whole process group: python and the repo-add/gpg it started
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(duration * (run + 0.5) / KILL_RUNS)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        report = verify(rcfg)
+        assert report.ok, (run, [(c.path, c.message) for c in report.bad()])
+        db = read_db(rcfg.repo.db)
+        state = "new" if db["t-a"].version == "1.0-2" else "old"
+        assert (state == "new") == ("t-b" in db), (run, db.keys())    # never half of the new set
+        seen[state] += 1
+        c = pacman_client(rcfg, tmp_path / f"run{run}", trusted_gpgdir)
+        c.install("t-a")
+        assert c.pacman("-Q", "t-a").stdout.split()[1] == db["t-a"].version
+    assert seen["old"] and seen["new"], seen        # kills landed before and after the switch
+    # and the next publish cleans up and succeeds
+    subprocess.run(argv, check=True, capture_output=True)
+    final = verify(rcfg)
+    assert final.ok and not final.warnings()
+
+
+def test_two_publishes_at_once_both_land(rcfg, built, tmp_path):
+    publish(rcfg, signing_key(rcfg.signing), fresh(built, tmp_path, "t-a-1"))
+    procs = [subprocess.Popen(add_cmd(rcfg, fresh(built, tmp_path, label)), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for label in ("t-a-2", "t-b-1")]
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    assert [r[2] for r in results] == [0, 0], results
+    db = read_db(rcfg.repo.db)
+    assert {n: e.version for n, e in db.items()} == {"t-a": "1.0-2", "t-b": "1.0-1"}
+    assert verify(rcfg).ok
