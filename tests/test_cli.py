@@ -109,3 +109,42 @@ def test_module_entry_point_runs():
 def test_unknown_command_is_usage_error(capsys):
     code, _, err = run_cli(capsys, "frobnicate")
     assert code == 2 and "invalid choice" in err
+
+
+def test_key_import_into_a_temporary_home_from_the_environment(capsys, tmp_path, monkeypatch, signing_home):
+    """The unattended path: a CI secret imported into a fresh home named by $AVFREPO_GNUPGHOME."""
+    secret = subprocess.run(["gpg", "--homedir", str(signing_home), "--batch", "--armor",
+                             "--export-secret-keys"], capture_output=True, check=True).stdout
+    (tmp_path / "secret.asc").write_bytes(secret)
+    conf = tmp_path / "avfrepo.toml"
+    conf.write_text('[signing]\ngnupg_home = "unused"\n')
+    monkeypatch.setenv("AVFREPO_GNUPGHOME", str(tmp_path / "ci-home"))
+    code, out, _ = run_cli(capsys, "--config", str(conf), "key", "import", str(tmp_path / "secret.asc"))
+    assert code == 0 and "ready in " + str(tmp_path / "ci-home") in out
+    assert not (tmp_path / "unused").exists()
+    code, out, _ = run_cli(capsys, "--config", str(conf), "key", "init")
+    assert code == 0 and out.startswith("using existing key")
+
+
+def test_key_import_refuses_what_is_not_a_secret_key(capsys, tmp_path):
+    conf = tmp_path / "avfrepo.toml"
+    conf.write_text('[signing]\ngnupg_home = "home"\n')
+    (tmp_path / "pub.asc").write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n")
+    code, _, err = run_cli(capsys, "--config", str(conf), "key", "import", str(tmp_path / "pub.asc"))
+    assert code == 1 and "not an armored OpenPGP secret key" in err and not (tmp_path / "home").exists()
+    code, _, err = run_cli(capsys, "--config", str(conf), "key", "import", str(tmp_path / "missing.asc"))
+    assert code == 2 and "cannot read" in err
+
+
+def test_repo_commands_list_rollback_remove(capsys, cfg):
+    run_cli(capsys, "--config", str(cfg.file), "sync")
+    assert run_cli(capsys, "--config", str(cfg.file), "build")[0] == 0
+    code, out, _ = run_cli(capsys, "--config", str(cfg.file), "repo", "list", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert code == 0 and rows["avf-config"]["published"] == "16.0.0.r10-1" and rows["avf-config"]["archived"] == []
+    code, _, err = run_cli(capsys, "--config", str(cfg.file), "repo", "rollback", "avf-config")
+    assert code == 1 and "no archived version of avf-config older than 16.0.0.r10-1" in err
+    code, out, _ = run_cli(capsys, "--config", str(cfg.file), "repo", "remove", "avf-keyring")
+    assert code == 0 and out.startswith("removed avf-keyring")
+    code, out, _ = run_cli(capsys, "--config", str(cfg.file), "repo", "list")
+    assert "avf-keyring" not in out and "avf-config" in out

@@ -12,7 +12,7 @@ import sys
 from typing import Callable
 
 from . import __version__, config as config_mod
-from .errors import AvfrepoError
+from .errors import AvfrepoError, ConfigError
 
 EPILOG = """\
 configuration: avfrepo.toml in the current directory, or --config FILE, or $AVFREPO_CONFIG.
@@ -62,20 +62,37 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .build import build
+    from .build import build, format_summary
+    fmt = "json" if args.json else args.format
+    if fmt == "github-matrix" and not (args.plan or args.dry_run):
+        print("avfrepo: error: --format github-matrix needs --plan", file=sys.stderr)
+        return 2
+    if args.only and not args.names:
+        print("avfrepo: error: --only needs the packages to build", file=sys.stderr)
+        return 2
     cfg = config_mod.load(args.config)
-    report = build(cfg, args.names or None, dry_run=args.dry_run, progress=_progress)
-    if args.json:
+    report = build(cfg, None if args.only else args.names or None, dry_run=args.dry_run or args.plan,
+                   progress=_progress, jobs=args.jobs, only=args.names if args.only else None)
+    if fmt == "json":
         _print_json(report.to_json())
+    elif fmt == "github-matrix":
+        print(json.dumps(report.github_matrix(), sort_keys=True))
+    elif not report.results:
+        print(f"nothing to build: [{cfg.repo.name}] is current with pkgbuilds/")
     else:
-        if not report.results:
-            print(f"nothing to build: [{cfg.repo.name}] is current with pkgbuilds/")
-        for r in report.results:
-            print(f"  {r.pkgbase:<22} {r.version:<18} {r.status:<9} {'; '.join(r.reasons)}"
-                  + (f"\n      {r.error}" if r.error else "") + (f"\n      log: {r.log}" if r.error and r.log else ""))
-        if report.dry_run:
-            print("dry run: nothing built")
+        print(format_summary(report))
     return 1 if report.failed else 0
+
+
+def cmd_chroot(args: argparse.Namespace) -> int:
+    from .build import chroot
+    cfg = config_mod.load(args.config)
+    result = (chroot.init if args.chroot_command == "init" else chroot.update)(cfg, progress=_progress)
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        print(f"{result.chroot}/root: {args.chroot_command} done (log: {result.log})")
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -101,6 +118,59 @@ def cmd_key_init(args: argparse.Namespace) -> int:
                      "gnupg_home": str(cfg.signing.gnupg_home)})
     else:
         print(("created " if created else "using existing ") + f"key {key.fingerprint} ({key.uid}) in {cfg.signing.gnupg_home}")
+    return 0
+
+
+def cmd_repo_list(args: argparse.Namespace) -> int:
+    from .repo.manage import list_packages
+    cfg = config_mod.load(args.config)
+    rows = list_packages(cfg)
+    if args.json:
+        _print_json([r.to_json() for r in rows])
+    else:
+        for r in rows:
+            print(f"  {r.name:<26} {r.published or '(not published)':<22} archived: {', '.join(r.archived) or '-'}")
+        if not rows:
+            print(f"[{cfg.repo.name}] is empty")
+    return 0
+
+
+def cmd_repo_add(args: argparse.Namespace) -> int:
+    from pathlib import Path
+    from .repo.publish import publish
+    from .signing import signing_key
+    cfg = config_mod.load(args.config)
+    done = publish(cfg, signing_key(cfg.signing), [Path(p).resolve() for p in args.packages], progress=_progress)
+    print(f"published {len(done)} package(s)" + (": " + ", ".join(p.name for p in done) if done else ""))
+    return 0
+
+
+def cmd_repo_rollback(args: argparse.Namespace) -> int:
+    from .repo.manage import rollback
+    cfg = config_mod.load(args.config)
+    version = rollback(cfg, args.package, args.version, progress=_progress)
+    print(f"{args.package} {version} is published again")
+    return 0
+
+
+def cmd_repo_remove(args: argparse.Namespace) -> int:
+    from .repo.manage import remove
+    cfg = config_mod.load(args.config)
+    version = remove(cfg, args.package, progress=_progress)
+    print(f"removed {args.package} {version} from [{cfg.repo.name}]")
+    return 0
+
+
+def cmd_key_import(args: argparse.Namespace) -> int:
+    from .signing import import_secret, signing_key
+    cfg = config_mod.load(args.config)
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
+    except OSError as exc:
+        raise ConfigError(f"{args.file}: cannot read: {exc.strerror}") from None
+    import_secret(cfg.signing, data)
+    key = signing_key(cfg.signing)
+    print(f"signing key {key.fingerprint} ({key.uid}) ready in {cfg.signing.gnupg_home}")
     return 0
 
 
@@ -145,12 +215,34 @@ def parser() -> argparse.ArgumentParser:
 
     sp = add("build", cmd_build, "build what changed, sign and publish it",
              "Build every package whose PKGBUILD version is newer than the repository's (and the\n"
-             "named ones), in dependency order, with the configured backend (makepkg or\n"
+             "named ones, reverse dependencies of soname-relevant changes, earlier failures), in\n"
+             "dependency order, --jobs at a time, with the configured backend (makepkg or\n"
              "makechrootpkg); check each artifact, sign it and publish with repo-add -s -v.\n"
-             "A failed package is reported with its log; its dependents are skipped.")
+             "A failed package is reported with its log; its dependents are skipped, the rest\n"
+             "goes on; a summary table ends the run (exit 1 when anything failed).\n"
+             "--plan --format github-matrix prints the dependency layers as a GitHub Actions\n"
+             'matrix: {"include": [{"layer": 0, "packages": "a b", "pkgbases": ["a", "b"]}, ...]}.')
     sp.add_argument("names", nargs="*", metavar="PKGBASE", help="build these even if current")
     sp.add_argument("--dry-run", action="store_true", help="print the plan with reasons, build nothing")
-    sp.add_argument("--json", action="store_true", help="print plan/results as JSON")
+    sp.add_argument("--plan", action="store_true", help="print the plan (like --dry-run), see --format")
+    sp.add_argument("--format", choices=("text", "json", "github-matrix"), default="text",
+                    help="output: text (default), json, or github-matrix (dependency layers; with --plan)")
+    sp.add_argument("--json", action="store_true", help="print plan/results as JSON (= --format json)")
+    sp.add_argument("-j", "--jobs", type=int, metavar="N", help="build N packages at a time (default: [build] jobs)")
+    sp.add_argument("--only", action="store_true",
+                    help="build exactly the named packages, nothing else (e.g. one layer of a matrix)")
+
+    sp = add("chroot", lambda a: 2, "create or refresh the aarch64 build chroot (makechrootpkg)",
+             "Manage the clean Arch Linux ARM build root at [build] chroot:\n"
+             "  init    mkarchroot -C pacman.conf -M makepkg.conf CHROOT/root base-devel\n"
+             "  update  arch-nspawn CHROOT/root pacman -Syu\n"
+             "with the aarch64 pacman.conf/makepkg.conf avfrepo ships. Needs root and devtools;\n"
+             "on x86_64 also qemu-user-static with its aarch64 binfmt handler (see README).")
+    csub = sp.add_subparsers(dest="chroot_command", metavar="ACTION", required=True)
+    for action, text in (("init", "create CHROOT/root with base-devel"), ("update", "pacman -Syu inside CHROOT/root")):
+        c = csub.add_parser(action, help=text, description=text + ".")
+        c.set_defaults(func=cmd_chroot)
+        c.add_argument("--json", action="store_true", help="print the result as JSON")
 
     sp = add("verify", cmd_verify, "check the published repository file by file",
              "Check that the db and files db are signed by the repository key, that every package\n"
@@ -165,6 +257,39 @@ def parser() -> argparse.ArgumentParser:
     ki.set_defaults(func=cmd_key_init)
     ki.add_argument("--uid", help="user id of a new key")
     ki.add_argument("--json", action="store_true", help="print the key as JSON")
+
+    rp = add("repo", lambda a: 2, "list, roll back or remove published packages",
+             "Manage the published repository. Every change is one atomic switch to a new\n"
+             "snapshot, under the repository lock; the pool keeps [repo] keep versions of each\n"
+             "package for rollback.")
+    rsub = rp.add_subparsers(dest="repo_command", metavar="ACTION", required=True)
+    r = rsub.add_parser("list", help="published and archived versions of every package")
+    r.set_defaults(func=cmd_repo_list)
+    r.add_argument("--json", action="store_true", help="print as JSON")
+    r = rsub.add_parser("add", help="publish packages built elsewhere (each signed, .sig beside it)",
+                        description="Validate and publish package files, e.g. from distributed builders: each\n"
+                                    "must carry a .sig by the repository key, match its .PKGINFO and not\n"
+                                    "downgrade or replace a published version with other bytes.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.set_defaults(func=cmd_repo_add)
+    r.add_argument("packages", nargs="+", metavar="PKG")
+    r = rsub.add_parser("rollback", help="publish an archived version again",
+                        description="Publish an archived version again (default: the newest one older than the "
+                                    "published). Users get it with `pacman -Syuu`.")
+    r.set_defaults(func=cmd_repo_rollback)
+    r.add_argument("package")
+    r.add_argument("version", nargs="?", help="full version (pkgver-pkgrel) from `avfrepo repo list`")
+    r = rsub.add_parser("remove", help="take a package out of the repository (file and signature together)")
+    r.set_defaults(func=cmd_repo_remove)
+    r.add_argument("package")
+
+    ki = ksub.add_parser("import", help="import the secret signing key (CI: from a secret, into a temporary home)",
+                         description="Import an armored secret key into [signing] gnupg_home (or $AVFREPO_GNUPGHOME)\n"
+                                     "and check it is usable for signing: unattended jobs do\n"
+                                     "  AVFREPO_GNUPGHOME=$(mktemp -d) avfrepo key import - <<<\"$SECRET\"",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    ki.set_defaults(func=cmd_key_import)
+    ki.add_argument("file", metavar="FILE", help="armored secret key, or - for standard input")
 
     add("pacman-conf", cmd_pacman_conf, "print the pacman.conf section for the repository",
         "Print the [avf] section users add to /etc/pacman.conf.")

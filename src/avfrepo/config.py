@@ -18,6 +18,7 @@ from .errors import ConfigError
 
 DEFAULT_NAME = "avfrepo.toml"
 ENV_VAR = "AVFREPO_CONFIG"
+GNUPGHOME_ENV = "AVFREPO_GNUPGHOME"     # overrides [signing] gnupg_home (unattended jobs)
 BACKENDS = ("makepkg", "makechrootpkg")
 ARCHES = ("aarch64", "x86_64", "any")
 
@@ -337,8 +338,9 @@ def parse(data: dict[str, Any], file: Path | None, root: Path) -> Config:
     key = s.get("key", str, "") or None
     if key is not None and not re.fullmatch(r"[0-9A-Fa-f]{40}", key):
         raise s._err("key", f"must be a full 40-hex-digit fingerprint, got {key!r}")
-    signing = SigningConfig(key=key.upper() if key else None,
-                            gnupg_home=_path(s.get("gnupg_home", str, "~/.gnupg"), root))
+    home = os.environ.get(GNUPGHOME_ENV) or s.get("gnupg_home", str, "~/.gnupg")
+    s.used.add("gnupg_home")
+    signing = SigningConfig(key=key.upper() if key else None, gnupg_home=_path(home, root))
     s.finish()
 
     b = top.table("build")

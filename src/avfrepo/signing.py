@@ -167,3 +167,16 @@ def verification_key(cfg: SigningConfig) -> str:
             raise SigningError(f"the repository key {cfg.key} is not in {cfg.gnupg_home}: import its public key")
         return cfg.key
     return signing_key(cfg).fingerprint
+
+
+def import_secret(cfg: SigningConfig, armored: bytes) -> list[Key]:
+    """Import a secret key (e.g. from a CI secret) into the configured GnuPG home; return the
+    secret keys the home then holds. Nothing is imported from data that is not a key."""
+    if b"PRIVATE KEY BLOCK" not in armored:
+        raise SigningError("not an armored OpenPGP secret key (export it with gpg --armor --export-secret-keys)")
+    _prepare_home(cfg.gnupg_home)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "key.asc"
+        src.write_bytes(armored)
+        _gpg(cfg.gnupg_home, "--import", str(src))
+    return secret_keys(cfg.gnupg_home)

@@ -80,3 +80,24 @@ def test_missing_db_signature_is_named(repo):
 def test_empty_repository_is_not_ok(cfg):
     report = verify(cfg)
     assert not report.ok and "database missing" in report.checks[0].message
+
+
+def test_orphan_package_in_the_published_directory_is_named(repo, tmp_path):
+    stray = repo.repo.published / "t-z-1.0-1-any.pkg.tar.zst"
+    stray.write_bytes(b"not listed")
+    bad = {c.path: c.message for c in verify(repo).bad()}
+    assert bad[stray.name].startswith("orphan")
+
+
+def test_archived_package_with_a_broken_signature_is_named(repo):
+    from avfrepo.repo import layout
+    pool_pkg = next(layout.pool(repo).glob("t-a-*.pkg.tar.zst"))
+    published_entry = repo.repo.published / pool_pkg.name
+    # break the link so only the archive copy is damaged
+    published_entry.unlink()
+    shutil.copy(pool_pkg, published_entry)
+    data = bytearray(pool_pkg.read_bytes())
+    data[len(data) // 2] ^= 1
+    pool_pkg.write_bytes(bytes(data))
+    bad = {c.path for c in verify(repo).bad()}
+    assert f"pool/{pool_pkg.name}.sig" in bad and pool_pkg.name not in bad
