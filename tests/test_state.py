@@ -46,7 +46,7 @@ def test_saved_file_is_stable_sorted_json_with_format_number(tmp_path):
     data = json.loads(text)
     assert data["format"] == state_mod.FORMAT == 1
     assert list(data["packages"]) == ["avf-config", "avf-keyring"]
-    assert data["upstreams"]["ttyd"] == {"version": "1.7.7", "commit": None}
+    assert data["upstreams"]["ttyd"] == {"version": "1.7.7", "commit": None, "pkgver": None}
     assert text.endswith("\n")
     state_mod.save(path, state_mod.load(path))
     assert path.read_text() == text                  # same state, same bytes (clean git diffs)
@@ -121,3 +121,12 @@ def test_failed_save_keeps_the_previous_file_and_cleans_up(tmp_path, monkeypatch
     assert path.read_bytes() == before
     assert state_mod.load(path) == sample()
     assert sorted(os.listdir(tmp_path)) == ["avfrepo-state.json"]
+
+
+def test_state_file_without_upstream_pkgver_still_loads(tmp_path):
+    """Files written before upstream pkgver was recorded stay readable (the field defaults)."""
+    path = tmp_path / "s.json"
+    path.write_text('{"format": 1, "upstreams": {"avf": {"version": "android-16.0.0_r3", "commit": "abc"}},'
+                    ' "packages": {}}')
+    st = state_mod.load(path)
+    assert st.upstreams["avf"].pkgver is None and st.upstreams["avf"].commit == "abc"

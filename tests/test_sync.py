@@ -175,3 +175,25 @@ def test_naming_a_package_syncs_only_it_and_skips_its_unused_upstreams(cfg, tmp_
 def test_report_json_is_serialisable(cfg):
     data = json.loads(json.dumps(sync(cfg, dry_run=True).to_json()))
     assert data["dry_run"] is True and data["packages"][0]["new"] == "16.0.0.r10-1"
+
+
+def test_commit_records_pkgbuilds_in_one_git_commit_listing_packages_and_reasons(cfg, avf, capsys):
+    import git
+    from avfrepo.cli import main
+    repo = git.Repo.init(cfg.root)
+    (cfg.root / "README").write_text("x\n")
+    repo.git.add("README")
+    repo.git.commit("-qm", "init")
+    assert main(["--config", str(cfg.file), "sync", "--commit", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    head = repo.head.commit
+    assert data["commit"] == head.hexsha
+    assert head.message.startswith("sync: avf-config 16.0.0.r10-1, avf-keyring ")
+    assert "  - new package at 16.0.0.r10" in head.message
+    assert "upstream avf: android-16.0.0_r10" in head.message
+    files = set(repo.git.show("--name-only", "--format=", "HEAD").split())
+    assert "pkgbuilds/avf-config/PKGBUILD" in files and "pkgbuilds/avfrepo-state.json" in files
+    assert all(f.startswith("pkgbuilds/") for f in files)
+    # nothing changed: no new commit
+    assert main(["--config", str(cfg.file), "sync", "--commit"]) == 0
+    assert repo.head.commit == head

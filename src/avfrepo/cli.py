@@ -39,8 +39,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from .sync import sync
     cfg = config_mod.load(args.config)
     report = sync(cfg, dry_run=args.dry_run, only=args.names or None)
+    sha = None
+    if args.commit and report.written:
+        from .sync import commit
+        sha = commit(cfg, report)
     if args.json:
-        _print_json(report.to_json())
+        _print_json({**report.to_json(), "commit": sha})
     else:
         for name, info in report.upstreams.items():
             print(f"upstream {name}: {info['version']} ({(info['commit'] or '')[:12]})"
@@ -54,6 +58,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 print(f"      REFUSED: {prob}")
         for prob in report.problems:
             print(f"REFUSED: {prob}")
+        if sha:
+            print(f"committed {sha[:12]}")
         if report.dry_run:
             print("dry run: nothing written")
         elif not report.changed and not report.refused:
@@ -212,6 +218,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("names", nargs="*", metavar="NAME", help="limit to these packages or upstreams")
     sp.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
     sp.add_argument("--json", action="store_true", help="print the report as JSON")
+    sp.add_argument("--commit", action="store_true",
+                    help="commit what changed under pkgbuilds/ (one git commit listing packages and reasons)")
 
     sp = add("build", cmd_build, "build what changed, sign and publish it",
              "Build every package whose PKGBUILD version is newer than the repository's (and the\n"

@@ -21,6 +21,7 @@ FORMAT = 1
 class UpstreamState:
     version: str
     commit: str | None
+    pkgver: str | None = None      # the version as an Arch pkgver, to order releases
 
 
 @dataclass(frozen=True)

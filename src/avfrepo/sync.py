@@ -27,7 +27,7 @@ from .errors import AvfrepoError, ConfigError, SigningError
 from .fsutil import read_tree, replace_dir
 from .makepkg import printsrcinfo
 from .packages import Context, RenderProblem
-from .sources import Release
+from .sources import Release, query, query_all
 from .sources.git_tags import latest, ls_remote_tags, tag_pkgver
 from .versions import vercmp
 
@@ -107,6 +107,40 @@ def _decide(r: PackageReport, rendered: packages.Rendered, prev: state_mod.Packa
     return prev.pkgver, prev.pkgrel + 1
 
 
+def _ask(up):
+    """One upstream's newest Release, and for git upstreams the whole tag list (moved tags)."""
+    if up.kind == "git-tags":
+        tags = ls_remote_tags(up.name, up.url, up.net)
+        return latest(up, tags), tags
+    return query(up), None
+
+
+def commit_message(report: SyncReport) -> str:
+    changed = report.changed
+    head = "sync: " + ", ".join(f"{p.name} {p.new}" for p in changed) if changed else "sync: upstream records"
+    lines = [head if len(head) <= 72 else f"sync: {len(changed)} packages updated", ""]
+    for p in changed:
+        lines.append(f"{p.name} {p.old or '(new)'} -> {p.new}")
+        lines += [f"  - {why}" for why in p.reasons]
+    for name, info in report.upstreams.items():
+        lines.append(f"upstream {name}: {info['version']}" + (f" ({info['commit']})" if info.get("commit") else ""))
+    return "\n".join(lines) + "\n"
+
+
+def commit(cfg: Config, report: SyncReport) -> str | None:
+    """Record what sync wrote under pkgbuilds/ as one git commit; returns its sha."""
+    import git
+    try:
+        repo = git.Repo(cfg.pkgbuilds, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise ConfigError(f"--commit: {cfg.pkgbuilds} is not inside a git work tree") from None
+    repo.git.add("--all", "--", str(cfg.pkgbuilds))
+    if not repo.index.diff("HEAD" if repo.head.is_valid() else None) and repo.head.is_valid():
+        return None
+    repo.git.commit("-q", "-m", commit_message(report), "--", str(cfg.pkgbuilds))
+    return repo.head.commit.hexsha
+
+
 def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -> SyncReport:
     report = SyncReport(dry_run=dry_run)
     st = state_mod.load(cfg.state_file)
@@ -120,25 +154,25 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
         wanted = [n for n in registry if n in only or set(registry[n].UPSTREAMS) & set(only)]
     needed_upstreams = sorted({u for n in wanted for u in registry[n].UPSTREAMS})
 
-    # 1. query upstreams (all before writing anything)
+    # 1. query upstreams, concurrently, all before writing anything
+    answers = query_all([cfg.upstream(n) for n in needed_upstreams], ask=_ask)
     releases: dict[str, Release] = {}
-    for name in needed_upstreams:
-        up = cfg.upstream(name)
-        tags = ls_remote_tags(name, up.url)
-        rel = latest(up, tags)
+    for name, (rel, tags) in answers.items():
         releases[name] = rel
-        info = {"version": rel.version, "commit": rel.commit, "url": up.url}
+        info = rel.to_json()
         recorded = st.upstreams.get(name)
         # 2. a recorded tag that now points elsewhere is an alarm, not an update
-        if recorded and recorded.version in tags and recorded.commit and tags[recorded.version].commit != recorded.commit:
+        moved = tags is not None and recorded is not None and recorded.commit \
+            and recorded.version in tags and tags[recorded.version].commit != recorded.commit
+        if moved:
             report.problems.append(
                 f"upstream {name}: tag {recorded.version} moved from {recorded.commit} to "
                 f"{tags[recorded.version].commit}; refusing to sync {name} until a maintainer reviews it")
-        elif recorded and vercmp(rel.pkgver, tag_pkgver(recorded.version)) < 0:
+        elif recorded and vercmp(rel.pkgver, recorded.pkgver or tag_pkgver(recorded.version)) < 0:
             report.problems.append(
                 f"upstream {name}: newest release {rel.version} is older than the recorded {recorded.version} "
-                "(tag deleted upstream, or the tag pattern narrowed?); refusing to go back")
-        elif recorded and recorded.commit == rel.commit and recorded.version != rel.version:
+                "(release withdrawn upstream, or the pattern narrowed?); refusing to go back")
+        elif recorded and rel.commit and recorded.commit == rel.commit and recorded.version != rel.version:
             info["note"] = f"new tag {rel.version} is the same commit as {recorded.version}: nothing to rebuild"
         report.upstreams[name] = info
     if report.problems:
@@ -188,7 +222,7 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
 
     # an upstream is recorded as synced only when no package reading it was refused
     refused_upstreams = {u for p in report.packages if p.action == "refused" for u in registry[p.name].UPSTREAMS}
-    new_upstreams = {n: state_mod.UpstreamState(rel.version, rel.commit) for n, rel in releases.items()
+    new_upstreams = {n: state_mod.UpstreamState(rel.version, rel.commit, rel.pkgver) for n, rel in releases.items()
                      if n not in refused_upstreams}
     upstreams_moved = any(st.upstreams.get(n) != u for n, u in new_upstreams.items())
     if dry_run or not (staged or upstreams_moved):

@@ -18,7 +18,7 @@ import importlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from ..errors import ConfigError, UpstreamError
 
@@ -80,8 +80,11 @@ class UpstreamErrors(UpstreamError):
 
 
 def query_all(upstreams: Mapping[str, "UpstreamConfig"] | Iterable["UpstreamConfig"],
-              *, max_workers: int = MAX_WORKERS) -> dict[str, Release]:
+              *, max_workers: int = MAX_WORKERS, ask: Callable[[Any], Any] = query) -> dict[str, Any]:
     """Query independent upstreams concurrently; name -> Release, in the order given.
+
+    `ask` replaces query() when a caller needs more than the Release of each upstream
+    (sync asks git upstreams for their whole tag list, to see a recorded tag move).
 
     Every query runs to its end; if any failed, nothing is returned: the one UpstreamError,
     or UpstreamErrors listing them all (so a caller writes nothing on a partial answer).
@@ -97,7 +100,7 @@ def query_all(upstreams: Mapping[str, "UpstreamConfig"] | Iterable["UpstreamConf
         source_for(u.kind)   # an unknown kind fails before anything is asked
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(configs))),
                             thread_name_prefix="avfrepo-query") as pool:
-        futures = {u.name: pool.submit(query, u) for u in configs}
+        futures = {u.name: pool.submit(ask, u) for u in configs}
         outcomes = {name: (f.exception(), f) for name, f in futures.items()}
     failed: dict[str, UpstreamError] = {}
     for name, (exc, _) in outcomes.items():
