@@ -107,6 +107,27 @@ def _decide(r: PackageReport, rendered: packages.Rendered, prev: state_mod.Packa
     return prev.pkgver, prev.pkgrel + 1
 
 
+def _fetch_trees(cfg: Config, modules, releases: dict[str, Release]) -> dict[str, Path]:
+    """Sparse checkouts of the upstreams whose files packages read (module.TREES:
+    upstream -> paths), each at the release sync is about to use."""
+    wanted: dict[str, set[str]] = {}
+    for m in modules:
+        for upstream, paths in getattr(m, "TREES", {}).items():
+            wanted.setdefault(upstream, set()).update(paths)
+    trees = {}
+    for name, paths in sorted(wanted.items()):
+        up, rel = cfg.upstream(name), releases[name]
+        if up.kind == "git-tags":
+            url, tag = up.url, rel.version
+        elif getattr(up, "source_git", None) and rel.tag:
+            url, tag = up.source_git, rel.tag
+        else:
+            raise ConfigError(f"[upstreams.{name}]: packages read its source tree, so it needs a git source "
+                              "(source_git)")
+        trees[name] = checkout.tree_at(name, url, tag, rel.commit or "", tuple(sorted(paths)), cfg.cache)
+    return trees
+
+
 def _ask(up):
     """One upstream's newest Release, and for git upstreams the whole tag list (moved tags)."""
     if up.kind == "git-tags":
@@ -178,11 +199,8 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
     if report.problems:
         return report
 
-    # 3. fetch trees
-    trees = {}
-    for name, rel in releases.items():
-        if name == "avf":
-            trees[name] = checkout.tree_at(name, rel.url, rel.version, rel.commit or "", checkout.AVF_PATHS, cfg.cache)
+    # 3. fetch the upstream trees packages read (only the paths they declare)
+    trees = _fetch_trees(cfg, [registry[n] for n in wanted], releases)
 
     key = public = None
     if "avf-keyring" in wanted:

@@ -1,7 +1,8 @@
 """What each [avf] package is made of: its upstream inputs, templates and files.
 
-Each package module exposes NAME, UPSTREAMS (the upstream names it reads) and
-render(ctx) -> Rendered. A render never knows its final pkgrel: pkgver and pkgrel are left
+Each package module exposes NAME, UPSTREAMS (the upstream names it reads), optionally
+TREES (upstream -> the paths of its source tree it reads; sync checks them out sparsely at
+the release and passes them as ctx.trees) and render(ctx) -> Rendered. A render never knows its final pkgrel: pkgver and pkgrel are left
 as tokens, so the hash of the rendered files is exactly "the inputs" of the package, and the
 bump rules (sync.py) decide the version afterwards.
 """
@@ -31,7 +32,7 @@ class RenderProblem(Exception):
 class Context:
     config: Config
     releases: dict[str, Release]
-    trees: dict[str, Path]              # upstream -> checked-out work tree
+    trees: dict[str, Path]              # upstream -> sparse work tree (the module's TREES)
     key: Key | None = None
     public_key: bytes | None = None     # binary export of the signing key
 

@@ -15,6 +15,7 @@ from . import Context, RenderProblem, Rendered, SourceFile, sha256, template
 
 NAME = "avf-config"
 UPSTREAMS = ("avf",)
+TREES = {"avf": ("guest",)}          # reads guest/<svc>/debian/service
 
 # file in templates/avf-config -> (installed path, mode)
 STATIC = {
