@@ -491,3 +491,23 @@ def test_repo_keep_and_lock_timeout_are_validated(tmp_path):
         cfg_file.write_text(f"[repo]\n{bad}\n")
         with pytest.raises(ConfigError, match=rf"\[repo\] {bad.split()[0]}: {msg}"):
             config.load(cfg_file)
+
+
+def test_packages_enable_is_a_list_of_names(tmp_path):
+    f = tmp_path / "avfrepo.toml"
+    f.write_text('[packages]\nenable = ["avf-config"]\n')
+    assert config.load(f).enabled == ("avf-config",)
+    f.write_text("")
+    assert config.load(f).enabled is None
+    for bad in ('enable = "avf-config"', "enable = []", "enable = [1]"):
+        f.write_text(f"[packages]\n{bad}\n")
+        with pytest.raises(ConfigError, match=r"\[packages\] enable: must be a non-empty list"):
+            config.load(f)
+
+
+def test_unknown_enabled_package_is_a_config_error_at_sync(tmp_path):
+    from avfrepo.sync import sync
+    f = tmp_path / "avfrepo.toml"
+    f.write_text('[packages]\nenable = ["avf-confg"]\n')
+    with pytest.raises(ConfigError, match="unknown package avf-confg"):
+        sync(config.load(f))

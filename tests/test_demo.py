@@ -28,5 +28,6 @@ def test_demo_runs_the_whole_cycle(tmp_path):
     lines: list[str] = []
     assert run_demo(str(tmp_path / "demo"), progress=lines.append) == 0
     text = "\n".join(lines)
-    assert "5. verify: OK" in text and "installed avf-config" in text and "7. second sync: nothing to do" in text
+    assert "5. verify: OK" in text and "installed avf-base, avf-config and avf-keyring" in text
+    assert "7. second sync: nothing to do" in text and "3. sync: avf-base new 1-1" in text
     assert "forwarder_guest_launcher.service" in text

@@ -20,7 +20,7 @@ FETCH_TIMEOUT = 900
 
 
 def tree_at(name: str, url: str, tag: str, commit: str, paths: tuple[str, ...], cache: Path) -> Path:
-    """Check out `paths` of `url` at `tag` into the cache; return the work tree.
+    """Check out `paths` of `url` at `tag` (no paths: all of it) into the cache; return the work tree.
 
     Raises UpstreamError if the tag does not resolve to `commit` (it moved between the
     ls-remote and the fetch, or the recorded commit is wrong).
@@ -38,7 +38,10 @@ def tree_at(name: str, url: str, tag: str, commit: str, paths: tuple[str, ...], 
         if got != commit:
             raise UpstreamError(name, url, f"tag {tag} is commit {got} but ls-remote said {commit}: "
                                 "the tag moved while syncing; run sync again and review")
-        repo.git.sparse_checkout("set", "--no-cone", *[f"/{p}/" for p in paths])
+        if paths:
+            repo.git.sparse_checkout("set", "--no-cone", *[f"/{p}/" for p in paths])
+        else:   # the whole tree (small upstreams such as ttyd)
+            repo.git.sparse_checkout("disable")
         repo.git.checkout("--force", "--detach", commit, kill_after_timeout=FETCH_TIMEOUT)
         repo.git.clean("-ffdx")
     except git.GitCommandError as exc:

@@ -162,6 +162,7 @@ class Config:
     signing: SigningConfig
     build: BuildConfig
     upstreams: dict[str, UpstreamConfig] = field(default_factory=dict)
+    enabled: tuple[str, ...] | None = None     # [packages] enable; None = every package avfrepo knows
 
     @property
     def state_file(self) -> Path:
@@ -364,9 +365,15 @@ def parse(data: dict[str, Any], file: Path | None, root: Path) -> Config:
     if "avf" not in upstreams:
         upstreams["avf"] = GitTagsUpstream("avf", AVF_URL, AVF_TAG_PATTERN)
     ups.finish()
+    pk = top.table("packages")
+    enabled = pk.get("enable", list, None)
+    if enabled is not None and (not isinstance(enabled, list) or not enabled
+                                or not all(isinstance(n, str) and n for n in enabled)):
+        raise pk._err("enable", f"must be a non-empty list of package names, got {enabled!r}")
+    pk.finish()
     top.finish()
     return Config(file=file, root=root, pkgbuilds=pkgbuilds, cache=cache, logs=logs, repo=repo,
-                  signing=signing, build=build, upstreams=upstreams)
+                  signing=signing, build=build, upstreams=upstreams, enabled=tuple(enabled) if enabled else None)
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:

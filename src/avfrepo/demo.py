@@ -34,6 +34,42 @@ DISTRACTOR_TAGS = (
 )
 
 
+class Symlink(str):
+    """A file of android16_files() that is a symbolic link to this target, not a text."""
+
+
+# Synthetic sources with the two spots avf-guest-agents patches (facts file §1): the launcher
+# runs Debian's tcpstates-bpfcc through python3, the balloon agent hard-codes the root device.
+GUEST_MAIN_RS = {
+    "forwarder_guest": textwrap.dedent("""\
+        fn main() {
+            println!("forwarder_guest: {}", forwarder::forward(7681));
+        }
+        """),
+    "forwarder_guest_launcher": textwrap.dedent("""\
+        use std::process::{Command, Stdio};
+
+        fn tcp_state_watcher() -> Command {
+            let mut cmd = Command::new("python3");
+            cmd.args(["-u", "/usr/sbin/tcpstates-bpfcc", "-s", "-L", "4"]).stdout(Stdio::piped());
+            cmd
+        }
+
+        fn main() {
+            let cmd = tcp_state_watcher();
+            println!("forwarder_guest_launcher would run {:?}", cmd);
+        }
+        """),
+    "storage_balloon_agent": textwrap.dedent("""\
+        const ROOT_DEVICE: &str = "vda1";
+
+        fn main() {
+            println!("storage_balloon_agent: reporting free space of /dev/{}", ROOT_DEVICE);
+        }
+        """),
+}
+
+
 def unit_text(svc: str, extra: str = "") -> str:
     return textwrap.dedent(f"""\
         [Unit]
@@ -73,15 +109,17 @@ def android16_files(revision: int = 1) -> dict[str, str]:
         d = f"guest/{svc}"
         dep = '\n[dependencies]\nforwarder = { path = "../../libs/libforwarder" }\n' if svc == "forwarder_guest" else ""
         f[f"{d}/Cargo.toml"] = f'[package]\nname = "{svc}"\nversion = "1.0.0"\nedition = "2021"\n{dep}'
-        f[f"{d}/src/main.rs"] = f'fn main() {{ println!("{svc}"); }}\n'
+        f[f"{d}/src/main.rs"] = GUEST_MAIN_RS.get(svc, f'fn main() {{ println!("{svc}"); }}\n')
         f[f"{d}/.cargo/config.toml"] = ('[target.aarch64-unknown-linux-gnu]\nlinker = "aarch64-linux-gnu-gcc"\n'
                                         'rustflags = ["-C", "target-feature=+crt-static"]\n')
         if svc in GRPC_SERVICES:
             f[f"{d}/build.rs"] = ('fn main() { println!("cargo:rerun-if-changed='
                                   '../../libs/debian_service/proto/DebianService.proto"); }\n')
             f[f"{d}/debian/service"] = unit_text(svc)
+    # upstream's rustfmt.toml is a symlink into the Android source tree: dangling in this repository
+    f["guest/storage_balloon_agent/rustfmt.toml"] = Symlink("../../../../build/soong/scripts/rustfmt.toml")
     f["build/debian/ttyd/client_cert.patch"] = "--- a/lib/tls/mbedtls/mbedtls-server.c\n+++ b/lib/tls/mbedtls/mbedtls-server.c\n"
-    f["build/debian/ttyd/xtermjs_a11y.patch"] = "--- a/src/html.h\n+++ b/src/html.h\n"
+    f["build/debian/ttyd/xtermjs_a11y.patch"] = xtermjs_a11y_patch()
     f["build/debian/ttyd/cross-build.sh"] = "#!/bin/sh\nLWS_VERSION=4.3.3\nMBEDTLS_VERSION=2.28.5\n"
     f["build/debian/kernel/config"] = "CONFIG_SND_VIRTIO=y\nCONFIG_SND=y\nCONFIG_SOUND=y\nCONFIG_DRM=m\n"
     f["build/debian/kernel/patches/series"] = "avf/arm64-balloon.patch\n"
@@ -91,6 +129,33 @@ def android16_files(revision: int = 1) -> dict[str, str]:
     f["android/virtmgr/src/main.rs"] = f"// virtmgr revision {revision}\nfn main() {{}}\n"
     f["docs/README.md"] = f"Virtualization docs, revision {revision}\n"
     return f
+
+
+def ttyd_html(version: str, a11y: bool = False) -> str:
+    """A stand-in for ttyd's generated src/html.h (the inlined web page), different per version."""
+    seed = sum(map(ord, version)) + (101 if a11y else 0)
+    data = ", ".join(f"0x{(seed * (i + 7)) % 256:02x}" for i in range(16))
+    return (f"// ttyd {version}: generated from html/dist/inline.html, do not edit\n"
+            f"unsigned char index_html[] = {{\n  {data}\n}};\nunsigned int index_html_len = 16;\n")
+
+
+def xtermjs_a11y_patch(version: str = "1.7.7") -> str:
+    """Like AVF's patch: rewrites the generated src/html.h of one ttyd release only."""
+    import difflib
+    return "".join(difflib.unified_diff(ttyd_html(version).splitlines(True), ttyd_html(version, True).splitlines(True),
+                                        "a/src/html.h", "b/src/html.h"))
+
+
+def make_ttyd_upstream(path: Path) -> "FakeAvf":
+    """ttyd's shape: X.Y.Z tags, annotated up to 1.7.4, lightweight from 1.7.5; main moves on."""
+    ttyd = FakeAvf(path)
+    for version in ("1.7.3", "1.7.4", "1.7.5", "1.7.6", "1.7.7"):
+        ttyd.commit({"CMakeLists.txt": f"project(ttyd VERSION {version} LANGUAGES C)\n",
+                     "src/server.c": f'const char *ttyd_version = "{version}";\n',
+                     "src/html.h": ttyd_html(version)}, f"release {version}")
+        ttyd.tag(version, message=f"ttyd {version}" if version <= "1.7.4" else None)
+    ttyd.commit({"README.md": "work after the last release\n"}, "main moves on")
+    return ttyd
 
 
 class FakeAvf:
@@ -122,7 +187,12 @@ class FakeAvf:
         for rel, content in files.items():
             p = self.path / rel
             p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(content)
+            if p.is_symlink():          # never write through a (dangling) link
+                p.unlink()
+            if isinstance(content, Symlink):
+                os.symlink(content, p)
+            else:
+                p.write_text(content)
         self.repo.git.add("-A")
         self.repo.git.commit("-q", "--allow-empty", "-m", message)
         return self.repo.head.commit.hexsha
@@ -164,7 +234,7 @@ def make_demo_upstream(path: Path) -> FakeAvf:
 
 
 def write_config(path: Path, avf_url: str, gnupg_home: Path, *, backend: str = "makepkg",
-                 extra: str = "") -> Path:
+                 extra: str = "", enable: tuple[str, ...] = ("avf-config", "avf-keyring")) -> Path:
     path.write_text(textwrap.dedent(f"""\
         # written by avfrepo demo
         [paths]
@@ -184,6 +254,9 @@ def write_config(path: Path, avf_url: str, gnupg_home: Path, *, backend: str = "
         [build]
         backend = "{backend}"
         user = "{os.environ.get('AVFREPO_BUILD_USER', 'avfbuild')}"
+
+        [packages]
+        enable = [{", ".join(f'"{n}"' for n in enable)}]
 
         [upstreams.avf]
         url = "{avf_url}"
@@ -206,7 +279,9 @@ def run_demo(workdir: str | None, *, keep: bool = False, progress: Callable[[str
         progress(f"demo folder: {base}")
         avf = make_demo_upstream(base / "upstream" / "Virtualization")
         progress(f"1. demo AVF upstream with {len(avf.repo.tags)} tags at {avf.url}")
-        cfg = config_mod.load(write_config(base / "avfrepo.toml", avf.url, base / "gnupg"))
+        # the packages this host can build (arch=any); the aarch64 ones need the chroot backend
+        cfg = config_mod.load(write_config(base / "avfrepo.toml", avf.url, base / "gnupg",
+                                           enable=("avf-config", "avf-keyring", "avf-base")))
         key, _ = init_key(cfg.signing, "avfrepo demo <demo@example.invalid>")
         progress(f"2. signing key {key.fingerprint}")
         rep = sync(cfg)
@@ -225,9 +300,9 @@ def run_demo(workdir: str | None, *, keep: bool = False, progress: Callable[[str
             return 1
         client = PacmanRoot(base / "client", {cfg.repo.name: cfg.repo.path.as_uri() + "/$arch"}, cfg.repo.arch)
         client.trust(cfg.repo.published / f"{cfg.repo.name}.asc", key.fingerprint)
-        client.install("avf-config", "avf-keyring")
+        client.install("avf-base", "avf-config", "avf-keyring")
         units = sorted(p.name for p in (client.root / "usr/lib/systemd/system").glob("*"))
-        progress(f"6. pacman (SigLevel = Required) installed avf-config and avf-keyring into {client.root}:")
+        progress(f"6. pacman (SigLevel = Required) installed avf-base, avf-config and avf-keyring into {client.root}:")
         progress("   units: " + ", ".join(units))
         again = sync(cfg)
         progress("7. second sync: " + ("nothing to do" if not again.changed else "changed?!"))

@@ -166,6 +166,13 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
     report = SyncReport(dry_run=dry_run)
     st = state_mod.load(cfg.state_file)
     registry = packages.registry()
+    if cfg.enabled is not None:
+        unknown = [n for n in cfg.enabled if n not in registry]
+        if unknown:
+            raise ConfigError(f"{cfg.file}: [packages] enable: unknown package {', '.join(unknown)} "
+                              f"(known: {', '.join(registry)})")
+        registry = {n: m for n, m in registry.items() if n in cfg.enabled}
+    image = tuple(p for m in registry.values() for p in packages.image_packages(m))
     wanted = list(registry)
     if only:
         unknown = [n for n in only if n not in registry and n not in cfg.upstreams]
@@ -209,7 +216,7 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
             public = signing.export_public(cfg.signing, key.fingerprint, armor=False)
         except SigningError as exc:
             log.debug("no key for the keyring: %s", exc)
-    ctx = Context(cfg, releases, trees, key, public)
+    ctx = Context(cfg, releases, trees, key, public, image)
 
     # 4. render and decide
     staged: dict[str, tuple[dict[str, bytes], packages.Rendered, str, int]] = {}

@@ -35,6 +35,7 @@ class Context:
     trees: dict[str, Path]              # upstream -> sparse work tree (the module's TREES)
     key: Key | None = None
     public_key: bytes | None = None     # binary export of the signing key
+    enabled: tuple[str, ...] = ()       # packages an image installs, of every enabled module
 
 
 @dataclass(frozen=True)
@@ -84,5 +85,10 @@ def sha256(data: bytes) -> str:
 
 
 def registry() -> dict[str, ModuleType]:
-    from . import avf_config, avf_keyring
-    return {m.NAME: m for m in (avf_config, avf_keyring)}
+    from . import avf_base, avf_config, avf_keyring, ttyd_avf
+    return {m.NAME: m for m in (avf_config, avf_keyring, ttyd_avf, avf_base)}
+
+
+def image_packages(module: ModuleType) -> tuple[str, ...]:
+    """The package names of a module an image installs (IMAGE_PACKAGES, default its NAME)."""
+    return tuple(getattr(module, "IMAGE_PACKAGES", (module.NAME,)))

@@ -32,6 +32,7 @@ from . import Context, RenderProblem, Rendered, SourceFile, sha256, template
 
 NAME = "avf-guest-agents"
 UPSTREAMS = ("avf",)
+TREES = {"avf": ("guest", "libs")}   # the crates, their path deps (libs/libforwarder) and protos
 
 # guest/<service> -> pkgdesc of its package (named after the service, `_` -> `-`)
 SERVICES = {
@@ -44,7 +45,7 @@ SERVICES = {
 EXTRA_DEPENDS = {
     "forwarder_guest_launcher": ("bcc-tools", "python"),   # runs `python3 -u .../tcpstates`
 }
-CRATE_PATHS = ("guest", "libs")   # what the crates reach (path deps, build.rs protos)
+CRATE_PATHS = TREES["avf"]          # what cargo sees of the checkout
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,47 @@
+"""ttyd-avf: ttyd, the Terminal app's web terminal, with AVF's patches where they apply.
+
+- Source: ttyd's git repository pinned to the release's commit (small; no tarball to trust).
+- AVF's `build/debian/ttyd/xtermjs_a11y.patch` rewrites the generated `src/html.h` of one
+  ttyd release (1.7.7): it is carried when it applies to the tracked release, and left
+  out, with a note in the sync report, when it does not.
+- libwebsockets: Arch's package, built with OpenSSL. AVF's `client_cert.patch` only touches
+  libwebsockets' mbedtls backend, so it would change nothing here; OpenSSL verifies the
+  host's client certificate with `--ssl-ca` unpatched (see ttyd.service in avf-config).
+"""
+
+from __future__ import annotations
+
+from ..run import run
+from . import Context, Rendered, SourceFile, sha256, template
+
+NAME = "ttyd-avf"
+UPSTREAMS = ("ttyd", "avf")
+TREES = {"ttyd": (), "avf": ("build/debian/ttyd",)}
+PATCH = "xtermjs_a11y.patch"
+
+
+def applies(patch: bytes, tree) -> tuple[bool, str]:
+    res = run(["patch", "-p1", "--dry-run", "--force", "--silent"], cwd=tree, input=patch.decode(), check=False)
+    return res.returncode == 0, (res.stdout + res.stderr).strip()
+
+
+def render(ctx: Context) -> Rendered:
+    ttyd, avf = ctx.releases["ttyd"], ctx.releases["avf"]
+    notes: list[str] = []
+    files: dict[str, bytes] = {}
+    sources: list[SourceFile] = []
+    patch_file = ctx.trees["avf"] / "build/debian/ttyd" / PATCH
+    if patch_file.is_file():
+        data = patch_file.read_bytes()
+        ok, why = applies(data, ctx.trees["ttyd"])
+        if ok:
+            files[PATCH] = data
+            sources.append(SourceFile(PATCH, sha256(data)))
+        else:
+            notes.append(f"{PATCH} from AVF {avf.version} does not apply to ttyd {ttyd.version}: left out"
+                         + (f" ({why.splitlines()[0]})" if why else ""))
+    else:
+        notes.append(f"AVF {avf.version} has no build/debian/ttyd/{PATCH}")
+    files["PKGBUILD"] = template("ttyd-avf/PKGBUILD.j2", url=ctx.config.upstream("ttyd").url,
+                                 commit=ttyd.commit, sources=sources)
+    return Rendered(NAME, ttyd.pkgver, {"ttyd": ttyd.version, "avf": avf.version}, files, tuple(notes))
