@@ -46,3 +46,23 @@ def test_tag_resolving_to_another_commit_than_expected_is_refused(avf, tmp_path)
     wrong = avf.repo.commit("android-16.0.0_r9").hexsha
     with pytest.raises(UpstreamError, match="moved"):
         tree_at("avf", avf.url, "android-16.0.0_r10", wrong, AVF_PATHS, tmp_path / "cache")
+
+
+def test_cached_tree_at_the_same_commit_is_reused_without_fetching(avf, tmp_path):
+    commit = avf.repo.commit("android-16.0.0_r10").hexsha
+    cache = tmp_path / "cache"
+    tree = tree_at("avf", avf.url, "android-16.0.0_r10", commit, ("guest",), cache)
+    fetch_head = tree / ".git/FETCH_HEAD"
+    stamp = fetch_head.stat().st_mtime_ns
+    # the upstream disappears: a reused tree needs no network at all
+    moved = avf.path.with_name("gone")
+    avf.path.rename(moved)
+    assert tree_at("avf", avf.url, "android-16.0.0_r10", commit, ("guest",), cache) == tree
+    assert fetch_head.stat().st_mtime_ns == stamp
+    # other paths, or a dirty tree, are fetched/checked out again
+    moved.rename(avf.path)
+    (tree / "guest/stray").write_text("x")
+    tree_at("avf", avf.url, "android-16.0.0_r10", commit, ("guest",), cache)
+    assert not (tree / "guest/stray").exists()
+    tree_at("avf", avf.url, "android-16.0.0_r10", commit, ("guest", "libs"), cache)
+    assert (tree / "libs").is_dir()

@@ -19,6 +19,30 @@ AVF_PATHS = ("build/debian", "guest", "libs")
 FETCH_TIMEOUT = 900
 
 
+def _sparse_patterns(paths: tuple[str, ...]) -> list[str]:
+    return [f"/{p}/" for p in paths]
+
+
+def _already_at(dest: Path, url: str, commit: str, paths: tuple[str, ...]) -> bool:
+    """The cached work tree is this commit of this url, with exactly these paths, unmodified."""
+    if not (dest / ".git").is_dir():
+        return False
+    try:
+        repo = git.Repo(dest)
+        if repo.head.commit.hexsha != commit or repo.remotes.origin.url != url:
+            return False
+        sparse = dest / ".git/info/sparse-checkout"
+        enabled = repo.git.config("--get", "--bool", "--default", "false", "core.sparseCheckout") == "true"
+        if paths:
+            if not enabled or sparse.read_text().split() != _sparse_patterns(paths):
+                return False
+        elif enabled:
+            return False
+        return not repo.is_dirty(untracked_files=True)
+    except (git.GitError, OSError, ValueError, AttributeError):
+        return False
+
+
 def tree_at(name: str, url: str, tag: str, commit: str, paths: tuple[str, ...], cache: Path) -> Path:
     """Check out `paths` of `url` at `tag` (no paths: all of it) into the cache; return the work tree.
 
@@ -26,6 +50,8 @@ def tree_at(name: str, url: str, tag: str, commit: str, paths: tuple[str, ...], 
     ls-remote and the fetch, or the recorded commit is wrong).
     """
     dest = cache / "git" / re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+    if _already_at(dest, url, commit, paths):
+        return dest       # a no-op sync asks the network nothing beyond ls-remote
     try:
         repo = git.Repo(dest) if (dest / ".git").is_dir() else git.Repo.init(dest)
         if "origin" in [r.name for r in repo.remotes]:
@@ -39,7 +65,7 @@ def tree_at(name: str, url: str, tag: str, commit: str, paths: tuple[str, ...], 
             raise UpstreamError(name, url, f"tag {tag} is commit {got} but ls-remote said {commit}: "
                                 "the tag moved while syncing; run sync again and review")
         if paths:
-            repo.git.sparse_checkout("set", "--no-cone", *[f"/{p}/" for p in paths])
+            repo.git.sparse_checkout("set", "--no-cone", *_sparse_patterns(paths))
         else:   # the whole tree (small upstreams such as ttyd)
             repo.git.sparse_checkout("disable")
         repo.git.checkout("--force", "--detach", commit, kill_after_timeout=FETCH_TIMEOUT)
