@@ -24,22 +24,27 @@ def _sparse_patterns(paths: tuple[str, ...]) -> list[str]:
 
 
 def _already_at(dest: Path, url: str, commit: str, paths: tuple[str, ...]) -> bool:
-    """The cached work tree is this commit of this url, with exactly these paths, unmodified."""
-    if not (dest / ".git").is_dir():
-        return False
+    """The cached work tree is this commit of this url, with exactly these paths, unmodified.
+    Read from .git's files, with one `git status` for local changes: a no-op sync runs it
+    on every upstream."""
+    gitdir = dest / ".git"
     try:
-        repo = git.Repo(dest)
-        if repo.head.commit.hexsha != commit or repo.remotes.origin.url != url:
+        if (gitdir / "HEAD").read_text().strip() != commit:       # detached at the release
             return False
-        sparse = dest / ".git/info/sparse-checkout"
-        enabled = repo.git.config("--get", "--bool", "--default", "false", "core.sparseCheckout") == "true"
+        conf = git.Repo(dest).config_reader("repository")
+        if conf.get_value('remote "origin"', "url", "") != url:
+            return False
+        # `git sparse-checkout` keeps its switch in the worktree config
+        wt = git.GitConfigParser(str(gitdir / "config.worktree"), read_only=True)
+        enabled = str(wt.get_value("core", "sparsecheckout", "false")).lower() == "true"
         if paths:
-            if not enabled or sparse.read_text().split() != _sparse_patterns(paths):
+            sparse = (gitdir / "info/sparse-checkout").read_text().split()
+            if not enabled or sparse != _sparse_patterns(paths):
                 return False
         elif enabled:
             return False
-        return not repo.is_dirty(untracked_files=True)
-    except (git.GitError, OSError, ValueError, AttributeError):
+        return git.Repo(dest).git.status("--porcelain", "--untracked-files=all") == ""
+    except (git.GitError, OSError, ValueError, KeyError):
         return False
 
 

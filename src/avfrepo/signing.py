@@ -109,6 +109,19 @@ def export_public(cfg: SigningConfig, fingerprint: str, *, armor: bool) -> bytes
     return data
 
 
+def public_key_files(cfg: SigningConfig, fingerprint: str, cache: Path) -> tuple[bytes, Path]:
+    """The public key, binary (for checking signatures, keyrings) and armored (published as
+    <repo>.asc), exported once per fingerprint into the local cache (never a served
+    directory) instead of by two gpg runs every sync and publish. Returns (binary, armored)."""
+    from .fsutil import atomic_write
+    keys = cache / "keys"
+    binary, armored = keys / f"{fingerprint}.gpg", keys / f"{fingerprint}.asc"
+    if not (binary.exists() and armored.exists()):
+        atomic_write(binary, export_public(cfg, fingerprint, armor=False))
+        atomic_write(armored, export_public(cfg, fingerprint, armor=True))
+    return binary.read_bytes(), armored
+
+
 def detach_sign(cfg: SigningConfig, key: Key, file: Path) -> Path:
     """Write FILE.sig (binary detached signature, as pacman expects)."""
     sig = file.with_name(file.name + ".sig")

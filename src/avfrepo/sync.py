@@ -213,7 +213,7 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
     if "avf-keyring" in wanted:
         try:
             key = signing.signing_key(cfg.signing)
-            public = signing.export_public(cfg.signing, key.fingerprint, armor=False)
+            public, _ = signing.public_key_files(cfg.signing, key.fingerprint, cfg.cache)
         except SigningError as exc:
             log.debug("no key for the keyring: %s", exc)
     ctx = Context(cfg, releases, trees, key, public, image)

@@ -180,15 +180,7 @@ def _next_generation(cfg: Config) -> int:
 
 
 def key_files(cfg: Config, key: Key) -> tuple[bytes, Path]:
-    """The repository key, binary (for checking signatures) and armored (published as
-    <name>.asc), exported from the GnuPG home once per key into the local cache (never the
-    served repository directory) instead of twice per publish."""
-    keys = cfg.cache / "keys"
-    binary, armored = keys / f"{key.fingerprint}.gpg", keys / f"{key.fingerprint}.asc"
-    if not (binary.exists() and armored.exists()):
-        atomic_write(binary, signing.export_public(cfg.signing, key.fingerprint, armor=False))
-        atomic_write(armored, signing.export_public(cfg.signing, key.fingerprint, armor=True))
-    return binary.read_bytes(), armored
+    return signing.public_key_files(cfg.signing, key.fingerprint, cfg.cache)
 
 
 def _build_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], listed: list[str],

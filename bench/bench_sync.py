@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Sync against an AVF-shaped upstream served by `git daemon` on 127.0.0.1.
+
+1. No-op sync (everything current) vs a bare `git ls-remote --tags` of the same upstream,
+   side by side, alternating (goal: <= 1.5x).
+2. A new AVF tag: what sync's shallow, blobless, sparse fetch transfers (bytes of new git
+   objects and wall time) vs a full `git clone` of the same repository (goal: <= 10%).
+The fixture repository is the demo upstream plus many commits of unrelated large files, so
+that a full clone costs what it does for the real repository: history sync never needs.
+
+    .venv/bin/python bench/bench_sync.py [--commits 60] [--file-kib 256] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from avfrepo import config as config_mod
+from avfrepo.checkout import tree_at
+from avfrepo.demo import make_demo_upstream, unit_text, write_config
+from avfrepo.signing import init_key
+from avfrepo.sources.git_tags import latest, ls_remote_tags
+from avfrepo.sync import sync
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--commits", type=int, default=60, help="unrelated history commits (default 60)")
+    ap.add_argument("--file-kib", type=int, default=256, help="size of each unrelated file (default 256 KiB)")
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="avfrepo-bench-sync-"))
+    daemon = None
+    try:
+        served = base / "srv"
+        avf = make_demo_upstream(served / "Virtualization")
+        for i in range(args.commits):     # unrelated components' history, as in the real repository
+            avf.commit({f"android/component{i % 7}/blob.bin": os.urandom(args.file_kib * 1024).hex()[: args.file_kib * 1024]},
+                       f"unrelated {i}")
+        avf.tag("android-16.0.0_r11", message="Android 16.0.0 release 11")
+        port = free_port()
+        daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", f"--base-path={served}", "--export-all",
+                                   "--listen=127.0.0.1", f"--port={port}", str(served)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"git://127.0.0.1:{port}/Virtualization"
+        for _ in range(50):
+            if subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        print(f"upstream: {len(avf.repo.tags)} tags, {dir_bytes(avf.path / '.git') / 1e6:.1f} MB of git objects, "
+              f"served by git daemon at {url}")
+        cfg = config_mod.load(write_config(base / "avfrepo.toml", url, base / "gnupg"))
+        init_key(cfg.signing, "bench <bench@example.invalid>")
+        sync(cfg)
+
+        ours, bare = [], []
+        for _ in range(args.repeat):
+            t = time.monotonic()
+            subprocess.run(["git", "ls-remote", "--tags", url], capture_output=True, check=True)
+            bare.append(time.monotonic() - t)
+            t = time.monotonic()
+            report = sync(cfg)
+            ours.append(time.monotonic() - t)
+            assert not report.changed, "no-op sync changed something"
+        mo, mb = statistics.median(ours), statistics.median(bare)
+        print(f"no-op sync      {mo * 1000:8.1f} ms   bare git ls-remote {mb * 1000:8.1f} ms   ratio {mo / mb:5.2f}x")
+
+        # a new tag whose unit changed: what does the fetch cost?
+        avf.commit({"guest/shutdown_runner/debian/service": unit_text("shutdown_runner", " --verbose")}, "unit")
+        avf.tag("android-16.0.0_r12", message="Android 16.0.0 release 12")
+        cache_git = cfg.cache / "git" / "avf" / ".git"
+        before = dir_bytes(cache_git)
+        rel = latest(cfg.upstream("avf"), ls_remote_tags("avf", url))
+        t = time.monotonic()
+        tree_at("avf", url, rel.version, rel.commit, ("guest",), cfg.cache)
+        fetch_s = time.monotonic() - t
+        fetched = dir_bytes(cache_git) - before
+        clone = base / "full-clone"
+        t = time.monotonic()
+        subprocess.run(["git", "clone", "-q", url, str(clone)], check=True)
+        clone_s = time.monotonic() - t
+        clone_bytes = dir_bytes(clone / ".git")
+        print(f"new tag fetch   {fetched / 1e3:8.1f} kB in {fetch_s * 1000:7.1f} ms   "
+              f"full clone {clone_bytes / 1e3:9.1f} kB in {clone_s * 1000:7.1f} ms   "
+              f"bytes {100 * fetched / clone_bytes:5.2f}%  time {100 * fetch_s / clone_s:5.1f}%")
+        report = sync(cfg)
+        print("sync after the new tag: " + ", ".join(f"{p.name} {p.action} {p.new or ''}" for p in report.packages))
+    finally:
+        if daemon:
+            daemon.terminate()
+            daemon.wait()
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
