@@ -197,3 +197,17 @@ def test_commit_records_pkgbuilds_in_one_git_commit_listing_packages_and_reasons
     # nothing changed: no new commit
     assert main(["--config", str(cfg.file), "sync", "--commit"]) == 0
     assert repo.head.commit == head
+
+
+def test_commit_without_a_git_identity_commits_as_the_packager(cfg, monkeypatch):
+    import git
+    from avfrepo.sync import commit
+    monkeypatch.setenv("HOME", str(cfg.root))            # no global git identity
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
+        monkeypatch.delenv(var, raising=False)
+    repo = git.Repo.init(cfg.root)
+    report = sync(cfg)
+    sha = commit(cfg, report)
+    assert repo.head.commit.hexsha == sha
+    assert repo.head.commit.author.email == "avfrepo@example.invalid"

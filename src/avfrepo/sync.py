@@ -18,6 +18,7 @@ Bump rules, per package:
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,11 +156,28 @@ def commit(cfg: Config, report: SyncReport) -> str | None:
         repo = git.Repo(cfg.pkgbuilds, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise ConfigError(f"--commit: {cfg.pkgbuilds} is not inside a git work tree") from None
-    repo.git.add("--all", "--", str(cfg.pkgbuilds))
-    if not repo.index.diff("HEAD" if repo.head.is_valid() else None) and repo.head.is_valid():
-        return None
-    repo.git.commit("-q", "-m", commit_message(report), "--", str(cfg.pkgbuilds))
+    try:
+        repo.git.add("--all", "--", str(cfg.pkgbuilds))
+        if not repo.index.diff("HEAD" if repo.head.is_valid() else None) and repo.head.is_valid():
+            return None
+        identity = []
+        if not _git_config(repo, "user.email"):
+            # an unattended builder may have no git identity: commit as the configured packager
+            m = re.fullmatch(r"\s*(.*?)\s*<([^>]+)>\s*", cfg.build.packager)
+            name, email = (m.group(1) or "avfrepo", m.group(2)) if m else ("avfrepo", "avfrepo@example.invalid")
+            identity = ["-c", f"user.name={name}", "-c", f"user.email={email}"]
+        repo.git.execute(["git", *identity, "commit", "-q", "-m", commit_message(report), "--", str(cfg.pkgbuilds)])
+    except git.GitCommandError as exc:
+        raise AvfrepoError(f"--commit: git failed: {(exc.stderr or str(exc)).strip().splitlines()[-1]}") from None
     return repo.head.commit.hexsha
+
+
+def _git_config(repo, key: str) -> str:
+    import git
+    try:
+        return repo.git.config("--get", key)
+    except git.GitCommandError:
+        return ""
 
 
 def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -> SyncReport:
