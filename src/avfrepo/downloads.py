@@ -18,15 +18,11 @@ import requests
 
 from .config import NetPolicy
 from .errors import UpstreamError
+from .fsutil import sha256_file as file_sha256  # re-exported: the one implementation
 from .sources.net import USER_AGENT, Transient, with_retries
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+
 
 
 def cached(upstream: str, url: str, cache: Path, net: NetPolicy = NetPolicy()) -> Path:

@@ -54,3 +54,13 @@ def read_tree(root: Path) -> dict[str, bytes]:
     if not root.is_dir():
         return {}
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB chunks (packages, tarballs, images)."""
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

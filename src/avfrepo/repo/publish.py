@@ -18,7 +18,6 @@ interrupted run are removed by the next one.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import re
@@ -32,7 +31,7 @@ from ..config import Config
 from ..errors import AvfrepoError
 from ..formats import pkginfo
 from ..formats.repodb import DbEntry, read_db
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, sha256_file
 from ..run import run
 from ..signing import Key
 from ..versions import vercmp
@@ -50,14 +49,6 @@ class Incoming:
     info: pkginfo.PkgInfo
     sha256: str
     already: bool       # this exact file is already the published one
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=None)

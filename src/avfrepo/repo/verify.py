@@ -17,7 +17,7 @@ from .. import signing
 from ..config import Config
 from ..formats.repodb import read_db, read_files_db
 from . import layout
-from .publish import sha256_file
+from ..fsutil import sha256_file
 
 
 @dataclass(frozen=True)
