@@ -48,6 +48,14 @@ EXTRA_DEPENDS = {
 CRATE_PATHS = TREES["avf"]          # what cargo sees of the checkout
 
 
+def pkgname(service: str) -> str:
+    return service.replace("_", "-")
+
+
+# a split package: what an image installs are its four packages, not the pkgbase
+IMAGE_PACKAGES = tuple(pkgname(s) for s in SERVICES)
+
+
 @dataclass(frozen=True)
 class PatchRule:
     """A packaging patch: every `old` in the files of guest/<crate>/ becomes `new`."""
@@ -68,10 +76,6 @@ PATCH_RULES = (
               "vda1", "vda2",
               "the [avf] image puts the ESP on vda1 and the root file system on vda2"),
 )
-
-
-def pkgname(service: str) -> str:
-    return service.replace("_", "-")
 
 
 # -- the service set ------------------------------------------------------------------------
@@ -121,6 +125,11 @@ def binary_name(tree: Path, service: str, version: str) -> str:
 
 # -- Cargo.lock per crate -------------------------------------------------------------------
 
+def lock_name(service: str) -> str:
+    """The Cargo.lock of guest/<service>, as committed next to the PKGBUILD."""
+    return f"{service}.Cargo.lock"
+
+
 def generate_locks(ctx: Context, tree: Path, version: str) -> dict[str, bytes]:
     """service -> the Cargo.lock cargo generates for guest/<service> at this checkout.
 
@@ -139,6 +148,9 @@ def generate_locks(ctx: Context, tree: Path, version: str) -> dict[str, bytes]:
             crate = scratch / "guest" / service
             (crate / ".cargo" / "config.toml").unlink(missing_ok=True)
             (crate / "Cargo.lock").unlink(missing_ok=True)
+            if _previous_lock_still_fits(ctx, crate, service, env):
+                locks[service] = (crate / "Cargo.lock").read_bytes()
+                continue
             try:
                 run(["cargo", "generate-lockfile", "--manifest-path", crate / "Cargo.toml"],
                     cwd=crate, env=env, timeout=900,
@@ -147,6 +159,26 @@ def generate_locks(ctx: Context, tree: Path, version: str) -> dict[str, bytes]:
                 raise RenderProblem(f"cannot generate the Cargo.lock of guest/{service} at {version}: {exc}") from None
             locks[service] = (crate / "Cargo.lock").read_bytes()
     return locks
+
+
+def _previous_lock_still_fits(ctx: Context, crate: Path, service: str, env: dict[str, str]) -> bool:
+    """Keep the committed Cargo.lock while it still satisfies the crate's Cargo.toml.
+
+    Generating afresh on every sync would pick up every new release of every registry
+    dependency, change the inputs and bump pkgrel with no upstream change at all. The old
+    lock is kept when `cargo metadata --locked` accepts it; a changed Cargo.toml (new or
+    changed dependencies) makes cargo refuse it, and then a new lock is generated.
+    """
+    previous = ctx.config.pkgbuilds / NAME / lock_name(service)
+    if not previous.is_file():
+        return False
+    shutil.copyfile(previous, crate / "Cargo.lock")
+    res = run(["cargo", "metadata", "--locked", "--format-version", "1", "--manifest-path", crate / "Cargo.toml"],
+              cwd=crate, env=env, timeout=900, check=False)
+    if res.returncode == 0:
+        return True
+    (crate / "Cargo.lock").unlink(missing_ok=True)
+    return False
 
 
 # -- packaging patches ----------------------------------------------------------------------
@@ -197,6 +229,8 @@ def dry_run(tree: Path, name: str, patch: bytes, files: list[str], version: str)
         try:
             run(["patch", "-p1", "--dry-run", "--batch", "--forward", "-i", pfile], cwd=tree, timeout=120)
         except ToolError as exc:
+            if exc.returncode == 127:
+                raise RenderProblem(f"cannot dry-run packaging patch {name} at {version}: {exc}") from None
             raise RenderProblem(f"packaging patch {name} does not apply to {', '.join(files) or '?'} "
                                 f"at {version}: {exc.output.strip() or exc}") from None
 
@@ -216,7 +250,7 @@ def render(ctx: Context) -> Rendered:
     sources: list[SourceFile] = []
     notes: list[str] = []
     for svc, lock in generate_locks(ctx, tree, version).items():
-        name = f"{svc}.Cargo.lock"
+        name = lock_name(svc)
         files[name] = lock
         sources.append(SourceFile(name, sha256(lock), f"guest/{svc}/Cargo.lock"))
     patches = []
