@@ -85,8 +85,8 @@ def sha256(data: bytes) -> str:
 
 
 def registry() -> dict[str, ModuleType]:
-    from . import avf_base, avf_config, avf_keyring, guest_agents, ttyd_avf
-    return {m.NAME: m for m in (avf_config, avf_keyring, guest_agents, ttyd_avf, avf_base)}
+    from . import avf_base, avf_config, avf_keyring, guest_agents, linux_avf, systemd_avf, ttyd_avf
+    return {m.NAME: m for m in (avf_config, avf_keyring, guest_agents, ttyd_avf, linux_avf, systemd_avf, avf_base)}
 
 
 def image_packages(module: ModuleType) -> tuple[str, ...]:
