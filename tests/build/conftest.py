@@ -9,9 +9,11 @@ import pytest
 from avfrepo.makepkg import printsrcinfo
 
 
-def write_pkg(cfg, name: str, version: str = "1.0", rel: int = 1, depends: tuple[str, ...] = (),
-              body: str = 'echo "$pkgname" > "$pkgdir/usr/share/$pkgname.txt"', fail: bool = False) -> None:
+def write_pkg(cfg, name: str, version: str = "1.0", rel: int | str = 1, depends: tuple[str, ...] = (),
+              body: str = 'echo "$pkgname" > "$pkgdir/usr/share/$pkgname.txt"', fail: bool = False,
+              provides: tuple[str, ...] = ()) -> None:
     deps = " ".join(f"'{d}'" for d in depends)
+    provs = " ".join(f"'{p}'" for p in provides)
     pkgbuild = textwrap.dedent(f"""\
         pkgname={name}
         pkgver={version}
@@ -20,6 +22,7 @@ def write_pkg(cfg, name: str, version: str = "1.0", rel: int = 1, depends: tuple
         arch=(any)
         license=(MIT)
         depends=({deps})
+        provides=({provs})
         options=(!strip)
 
         package() {{

@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
-from avfrepo.build.backends import MakechrootpkgBackend, MakepkgBackend, backend_for
+from avfrepo.build import build
+from avfrepo.build.backends import MakechrootpkgBackend, MakepkgBackend, backend_for, prepare_copy
 from avfrepo.config import BuildConfig
 from avfrepo.errors import AvfrepoError
 
@@ -46,10 +48,71 @@ def chroot_cfg(cfg, tmp_path):
 def test_makechrootpkg_command_line_is_clean_chroot_unprivileged_with_built_deps(cfg, tmp_path):
     c = chroot_cfg(cfg, tmp_path)
     backend = MakechrootpkgBackend(c, runner=RecordingRunnerDouble())
-    argv = backend.command([tmp_path / "a-1-1-any.pkg.tar.zst", tmp_path / "b-1-1-any.pkg.tar.zst"])
-    assert argv == ["makechrootpkg", "-c", "-r", str(tmp_path / "chroot"), "-U", c.build.user,
+    argv = backend.command([tmp_path / "a-1-1-any.pkg.tar.zst", tmp_path / "b-1-1-any.pkg.tar.zst"], worker=2)
+    assert argv == ["makechrootpkg", "-c", "-r", str(tmp_path / "chroot"), "-l", "avfrepo-2", "-U", c.build.user,
                     "-I", str(tmp_path / "a-1-1-any.pkg.tar.zst"), "-I", str(tmp_path / "b-1-1-any.pkg.tar.zst"),
                     "--", "--noconfirm", "--noprogressbar"]
+    assert "-l" not in backend.command([])
+
+
+def test_makechrootpkg_subrelease_rewrites_only_the_private_copy(cfg, tmp_path):
+    write_pkg(cfg, "t-a")
+    double = RecordingRunnerDouble()
+    c = chroot_cfg(cfg, tmp_path)
+    with pytest.raises(AvfrepoError, match="produced no package"):
+        MakechrootpkgBackend(c, runner=double).build(cfg.pkgbuilds / "t-a", [], tmp_path / "l", tmp_path / "o",
+                                                     worker=3, pkgrel="1.1")
+    (argv, _), = double.calls
+    assert argv[argv.index("-l") + 1] == "avfrepo-3"
+    assert b"\npkgrel=1.1\n" in double.pkgbuilds[0]
+    assert b"\npkgrel=1\n" in (cfg.pkgbuilds / "t-a/PKGBUILD").read_bytes()
+
+
+def test_subrelease_needs_exactly_one_pkgrel_line(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "PKGBUILD").write_text("pkgname=x\npkgver=1\n")
+    with pytest.raises(AvfrepoError, match="exactly one `pkgrel=` line"):
+        prepare_copy(src, tmp_path / "work", "1.1")
+    with pytest.raises(AvfrepoError, match="invalid pkgrel"):
+        prepare_copy(src, tmp_path / "work2", "1;rm")
+
+
+class MakepkgStandInRunnerDouble:
+    """TEST DOUBLE for avfrepo.run.run at the makechrootpkg boundary (devtools cannot run
+    here): records every makechrootpkg command line and, standing in for the chroot, builds
+    the private copy it was handed with the real makepkg into PKGDEST."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.calls = {}
+
+    def __call__(self, argv, *, cwd, env, log_file, timeout):
+        from avfrepo import makepkg as mk
+        work = Path(cwd)
+        name = next(l.split("=", 1)[1] for l in (work / "PKGBUILD").read_text().splitlines() if l.startswith("pkgname="))
+        self.calls[name] = list(argv)
+        mk.makepkg(self.cfg, work, ["--force", "--nodeps", "--noconfirm", "--noprogressbar"],
+                   env={"PKGDEST": env["PKGDEST"]}, log_file=log_file)
+
+
+def test_chroot_builds_get_earlier_packages_of_the_run_and_a_copy_per_worker(cfg, tmp_path):
+    write_pkg(cfg, "t-a")
+    write_pkg(cfg, "t-b", depends=("t-a",))
+    write_pkg(cfg, "t-c", depends=("t-b",))
+    write_pkg(cfg, "t-d")
+    c = chroot_cfg(cfg, tmp_path)
+    double = MakepkgStandInRunnerDouble(c)
+    report = build(c, jobs=2, backend=MakechrootpkgBackend(c, runner=double))
+    assert {r.pkgbase: r.status for r in report.results} == dict.fromkeys(["t-a", "t-b", "t-c", "t-d"], "published")
+    installed = {}
+    for name, argv in double.calls.items():
+        assert argv[:4] == ["makechrootpkg", "-c", "-r", str(tmp_path / "chroot")]
+        assert argv[4] == "-l" and argv[5] in ("avfrepo-1", "avfrepo-2")
+        installed[name] = sorted(Path(argv[i + 1]).name for i, a in enumerate(argv) if a == "-I")
+    # t-c gets t-b and, through it, t-a (the chroot has neither); independent ones get nothing
+    assert installed == {"t-a": [], "t-d": [], "t-b": ["t-a-1.0-1-any.pkg.tar.zst"],
+                         "t-c": ["t-a-1.0-1-any.pkg.tar.zst", "t-b-1.0-1-any.pkg.tar.zst"]}
 
 
 def test_makechrootpkg_backend_runs_in_a_copy_and_collects_the_package(cfg, tmp_path):

@@ -19,10 +19,10 @@ def test_build_publishes_signed_packages_in_dependency_order(pkgs):
     seen = []
     report = build(pkgs, progress=seen.append)
     assert {r.pkgbase: r.status for r in report.results} == dict.fromkeys(["t-a", "t-b", "t-c", "t-d"], "published")
-    db = read_db(pkgs.repo.path / "avf.db.tar.gz")
+    db = read_db(pkgs.repo.db)
     assert {n: e.version for n, e in db.items()} == dict.fromkeys(["t-a", "t-b", "t-c", "t-d"], "1.0-1")
     for e in db.values():
-        assert (pkgs.repo.path / (e.filename + ".sig")).is_file() and e.pgpsig
+        assert (pkgs.repo.published / (e.filename + ".sig")).is_file() and e.pgpsig
     assert verify(pkgs).ok
     starts = [m for m in seen if "building with makepkg" in m]
     assert len(starts) == 4 and all("log " in m for m in starts)
@@ -40,8 +40,8 @@ def test_failed_package_skips_its_dependents_and_publishes_the_rest(cfg):
     assert report.failed
     log = cfg.logs / "t-a" / "1.0-1.log"
     assert status["t-a"].log == str(log) and "ERROR" in log.read_text()
-    assert set(read_db(cfg.repo.path / "avf.db.tar.gz")) == {"t-d"}
-    assert not list(cfg.repo.path.glob("t-a-*")) and not list(cfg.repo.path.glob("t-b-*"))
+    assert set(read_db(cfg.repo.db)) == {"t-d"}
+    assert not list(cfg.repo.path.rglob("t-a-*")) and not list(cfg.repo.path.rglob("t-b-*"))
 
 
 def test_missing_signing_key_fails_before_any_build(pkgs, tmp_path):
@@ -65,4 +65,21 @@ def test_artifact_whose_pkginfo_disagrees_with_the_pkgbuild_is_not_published(cfg
     report = build(cfg)
     assert report.results[0].status == "failed"
     assert ".PKGINFO version 1.0-1 != PKGBUILD 2.0-1" in report.results[0].error
-    assert not (cfg.repo.path / "avf.db.tar.gz").exists()
+    assert not cfg.repo.db.exists()
+
+
+def test_signature_check_refuses_a_package_signed_by_another_key(tmp_path, signing_home):
+    from avfrepo import signing
+    from avfrepo.build import check_signature
+    from avfrepo.errors import AvfrepoError
+    other = SigningConfig(None, tmp_path / "other")
+    key, _ = signing.init_key(other, "other <other@example.invalid>")
+    ours = signing.signing_key(SigningConfig(None, signing_home))
+    f = tmp_path / "x-1-1-any.pkg.tar.zst"
+    f.write_bytes(b"not really a package")
+    signing.detach_sign(other, key, f)
+    public = signing.export_public(SigningConfig(None, signing_home), ours.fingerprint, armor=False)
+    with pytest.raises(AvfrepoError, match="signature check failed"):
+        check_signature(public, ours.fingerprint, f)
+    signing.detach_sign(SigningConfig(None, signing_home), ours, f)
+    check_signature(public, ours.fingerprint, f)       # our own signature passes

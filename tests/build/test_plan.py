@@ -17,7 +17,7 @@ def test_everything_absent_from_the_repo_is_planned_dependencies_first(pkgs):
     assert sorted(order) == ["t-a", "t-b", "t-c", "t-d"]
     assert order.index("t-a") < order.index("t-b") < order.index("t-c")
     assert next(i for i in items if i.pkgbase == "t-b").deps == ["t-a"]
-    assert all(i.reasons == [f"{i.pkgbase} is not in [avf]"] for i in items)
+    assert all(i.reasons == [f"new package: {i.pkgbase} is not in [avf]"] for i in items)
 
 
 def test_only_packages_newer_than_the_repo_are_planned_with_the_reason(pkgs):
@@ -25,7 +25,7 @@ def test_only_packages_newer_than_the_repo_are_planned_with_the_reason(pkgs):
     assert plan(pkgs) == []
     write_pkg(pkgs, "t-b", rel=2, depends=("t-a",))
     items = plan(pkgs)
-    assert [(i.pkgbase, i.reasons) for i in items] == [("t-b", ["t-b: [avf] has 1.0-1, PKGBUILD is 1.0-2"])]
+    assert [(i.pkgbase, i.reasons) for i in items] == [("t-b", ["inputs changed: t-b 1.0-1 -> 1.0-2"])]
 
 
 def test_requested_package_is_planned_even_when_current(pkgs):

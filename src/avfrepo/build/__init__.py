@@ -1,7 +1,17 @@
-"""`avfrepo build`: plan, build with a backend, check, sign, publish."""
+"""`avfrepo build`: plan, build with a backend (N workers), check, sign, publish.
+
+The run is a ready-queue over the dependency graph of the build set: a package starts as
+soon as every [avf] package it needs that is in this run has been built, on one of `jobs`
+worker threads (each makechrootpkg worker in its own chroot copy, each makepkg build in its
+own work directory). A failure marks its dependents skipped ("dependency failed") and the
+rest goes on. Every artifact is checked and signed by its worker; everything built is
+published at the end in one transaction, so nothing of a failed package reaches the repo.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,12 +19,15 @@ from typing import Callable
 
 from .. import signing
 from ..config import Config
-from ..errors import AvfrepoError
+from ..errors import AvfrepoError, ConfigError
 from ..formats import pkginfo
 from ..repo.publish import publish
 from ..versions import vercmp
+from . import history
 from .backends import backend_for
-from .plan import PlannedBuild, plan, published
+from .plan import PlannedBuild, compute, plan, published
+
+__all__ = ["BuildReport", "BuildResult", "build", "check_artifact", "format_summary", "plan"]
 
 
 @dataclass
@@ -22,11 +35,14 @@ class BuildResult:
     pkgbase: str
     version: str
     reasons: list[str]
-    status: str = "planned"           # planned | built | failed | skipped | published
+    status: str = "planned"           # planned | building | built | failed | skipped | published
     packages: list[str] = field(default_factory=list)
     log: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    layer: int = 0
+    depends_on: list[str] = field(default_factory=list)
+    pkgbuild_version: str | None = None
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -36,16 +52,32 @@ class BuildResult:
 class BuildReport:
     results: list[BuildResult] = field(default_factory=list)
     dry_run: bool = False
+    jobs: int = 1
+    seconds: float = 0.0
 
     @property
     def failed(self) -> bool:
         return any(r.status in ("failed", "skipped") for r in self.results)
 
     def to_json(self) -> dict:
-        return {"dry_run": self.dry_run, "failed": self.failed, "results": [r.to_json() for r in self.results]}
+        return {"dry_run": self.dry_run, "failed": self.failed, "jobs": self.jobs, "seconds": self.seconds,
+                "results": [r.to_json() for r in self.results]}
+
+    def github_matrix(self) -> dict:
+        """The plan's dependency layers as a GitHub Actions matrix (see plan.github_matrix)."""
+        layers: dict[int, list[str]] = {}
+        for r in self.results:
+            layers.setdefault(r.layer, []).append(r.pkgbase)
+        return {"include": [{"layer": n, "packages": " ".join(layers[n]), "pkgbases": layers[n]}
+                            for n in sorted(layers)]}
 
 
-def check_artifact(cfg: Config, item: PlannedBuild, pkg: Path) -> None:
+def _result(item: PlannedBuild) -> BuildResult:
+    return BuildResult(item.pkgbase, item.version, list(item.reasons), layer=item.layer,
+                       depends_on=list(item.deps), pkgbuild_version=item.pkgbuild_version)
+
+
+def check_artifact(cfg: Config, item: PlannedBuild, pkg: Path, repo: dict | None = None) -> pkginfo.PkgInfo:
     """A built file must be what its PKGBUILD says, for our arch, and not a downgrade."""
     if pkg.is_symlink() or not pkg.is_file():
         raise AvfrepoError(f"{pkg.name}: not a regular file")
@@ -59,56 +91,202 @@ def check_artifact(cfg: Config, item: PlannedBuild, pkg: Path) -> None:
     expected = f"{info.pkgname}-{info.pkgver}-{info.arch}.pkg.tar"
     if not pkg.name.startswith(expected):
         raise AvfrepoError(f"{pkg.name}: file name does not match its .PKGINFO ({expected}.*)")
-    current = published(cfg).get(info.pkgname)
+    current = (published(cfg) if repo is None else repo).get(info.pkgname)
     if current is not None and vercmp(info.pkgver, current.version) < 0:
         raise AvfrepoError(f"{pkg.name}: would downgrade [{cfg.repo.name}] from {current.version}")
+    return info
+
+
+def check_signature(public: bytes, fingerprint: str, pkg: Path) -> None:
+    sig = signing.verify_detached(public, Path(str(pkg) + ".sig"), pkg, fingerprint)
+    if not sig.ok:
+        raise AvfrepoError(f"{pkg.name}: signature check failed after signing: {sig.reason}")
+
+
+def _closure(items: dict[str, PlannedBuild], base: str) -> list[str]:
+    """Every package of this run that base needs, directly or through others."""
+    seen: list[str] = []
+    todo = [d for d in items[base].deps if d in items]
+    while todo:
+        d = todo.pop()
+        if d not in seen:
+            seen.append(d)
+            todo += [x for x in items[d].deps if x in items]
+    return seen
 
 
 def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = False,
-          progress: Callable[[str], None] = lambda s: None) -> BuildReport:
+          progress: Callable[[str], None] = lambda s: None, jobs: int | None = None,
+          only: list[str] | None = None, heartbeat: float = 60.0, backend=None) -> BuildReport:
+    """Build what is due (see plan.py for the reasons), `jobs` at a time, and publish it.
+
+    requested: also build these; only: build exactly these; heartbeat: seconds between
+    "still building" progress lines; backend: a backend object (default: [build] backend).
+    """
+    jobs = cfg.build.jobs if jobs is None else jobs
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ConfigError(f"--jobs must be a whole number of at least 1, got {jobs!r}")
     key = signing.signing_key(cfg.signing)          # a missing key fails before any build
-    items = plan(cfg, requested)
-    report = BuildReport(dry_run=dry_run)
-    results = {it.pkgbase: BuildResult(it.pkgbase, it.version, list(it.reasons)) for it in items}
+    failures = history.load(cfg)
+    planner, ordered = compute(cfg, requested, only=only, failures=failures)
+    report = BuildReport(dry_run=dry_run, jobs=jobs)
+    items = {it.pkgbase: it for it in ordered}
+    results = {it.pkgbase: _result(it) for it in ordered}
     report.results = list(results.values())
     if dry_run or not items:
         return report
-    backend = backend_for(cfg)
+
+    backend = backend or backend_for(cfg)
+    public = signing.export_public(cfg.signing, key.fingerprint, armor=False)
     out = cfg.cache / "built"
     built: dict[str, list[Path]] = {}
-    for n, item in enumerate(items, 1):
-        res = results[item.pkgbase]
-        failed_deps = [d for d in item.deps if results.get(d) and results[d].status in ("failed", "skipped")]
-        if failed_deps:
-            res.status, res.error = "skipped", f"dependency failed: {', '.join(failed_deps)}"
-            progress(f"[{n}/{len(items)}] {item.pkgbase} {item.version}: skipped ({res.error})")
-            continue
-        log = cfg.logs / item.pkgbase / f"{item.version}.log"
-        log.unlink(missing_ok=True)
-        res.log = str(log)
-        progress(f"[{n}/{len(items)}] {item.pkgbase} {item.version}: building with {backend.name} "
-                 f"({'; '.join(item.reasons)}), log {log}")
-        start = time.monotonic()
-        try:
-            deps = [p for d in item.deps for p in built.get(d, [])]
-            pkgs = backend.build(item.pkgdir, deps, log, out)
-            for p in pkgs:
-                check_artifact(cfg, item, p)
-                signing.detach_sign(cfg.signing, key, p)
-        except AvfrepoError as exc:
-            res.status, res.error = "failed", str(exc).splitlines()[0]
-            res.seconds = round(time.monotonic() - start, 2)
-            progress(f"[{n}/{len(items)}] {item.pkgbase}: FAILED after {res.seconds} s: {res.error}")
-            continue
-        res.seconds = round(time.monotonic() - start, 2)
-        res.status, res.packages = "built", [p.name for p in pkgs]
-        built[item.pkgbase] = pkgs
-        progress(f"[{n}/{len(items)}] {item.pkgbase}: built {', '.join(res.packages)} in {res.seconds} s")
-    to_publish = [p for pkgs in built.values() for p in pkgs]
+    started = time.monotonic()
+    lock = threading.Lock()
+
+    def say(msg: str) -> None:
+        with lock:
+            progress(msg)
+
+    def total() -> int:
+        return len(items)
+
+    def work(item: PlannedBuild, slot: int, deps: list[Path], log: Path) -> tuple[list[Path], dict[str, list[str]]]:
+        pkgs = backend.build(item.pkgdir, deps, log, out, worker=slot, pkgrel=item.pkgrel)
+        provides = {}
+        for p in pkgs:
+            info = check_artifact(cfg, item, p, planner.repo)
+            signing.detach_sign(cfg.signing, key, p)
+            check_signature(public, key.fingerprint, p)
+            provides[info.pkgname] = info.fields.get("provides", [])
+        return pkgs, provides
+
+    pending = [it.pkgbase for it in ordered]
+    running: dict[cf.Future, tuple[str, int, float]] = {}
+    free = list(range(jobs, 0, -1))
+    n_started = 0
+
+    def add_dependents(base: str, why: str) -> None:
+        """base was built with other sonames than [avf] has: rebuild its reverse deps too."""
+        if only is not None:
+            return
+        for rdep in planner.reverse_deps(base):
+            reason = f"dependency rebuilt: {base} ({why})"
+            if rdep in items:
+                res = results[rdep]
+                if res.status == "planned" and not any(r.startswith(f"dependency rebuilt: {base} ") for r in res.reasons):
+                    res.reasons.append(reason)
+                    items[rdep].reasons.append(reason)
+                continue
+            item = planner.item(rdep)
+            item.reasons.append(reason)
+            planner.set_build_version(item)
+            item.layer = max((items[d].layer + 1 for d in item.deps if d in items), default=0)
+            items[rdep] = item
+            results[rdep] = _result(item)
+            report.results.append(results[rdep])
+            pending.append(rdep)
+            say(f"{rdep}: added to the run ({reason})")
+
+    with cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="avfrepo-build") as pool:
+        while pending or running:
+            changed = True
+            while changed:                      # skip what depends on a failure
+                changed = False
+                for base in list(pending):
+                    bad = [d for d in items[base].deps if d in results and results[d].status in ("failed", "skipped")]
+                    if bad:
+                        res = results[base]
+                        res.status, res.error = "skipped", f"dependency failed: {', '.join(bad)}"
+                        pending.remove(base)
+                        changed = True
+                        say(f"{base} {res.version}: skipped ({res.error})")
+            for base in list(pending):
+                if not free:
+                    break
+                item = items[base]
+                if any(d in items and results[d].status != "built" for d in item.deps):
+                    continue
+                pending.remove(base)
+                slot = free.pop()
+                n_started += 1
+                res = results[base]
+                log = cfg.logs / base / f"{item.version}.log"
+                log.unlink(missing_ok=True)
+                res.log, res.status = str(log), "building"
+                deps = [p for d in _closure(items, base) for p in built.get(d, [])]
+                say(f"[{n_started}/{total()}] {base} {item.version}: building with {backend.name} "
+                    f"(worker {slot}; {'; '.join(item.reasons)}), log {log}")
+                running[pool.submit(work, item, slot, deps, log)] = (base, slot, time.monotonic())
+            if not running:
+                for base in pending:            # only a cycle among added packages gets here
+                    res = results[base]
+                    res.status, res.error = "failed", "dependency cycle among packages added to the run"
+                pending.clear()
+                break
+            done, _ = cf.wait(running, timeout=heartbeat, return_when=cf.FIRST_COMPLETED)
+            if not done:
+                for base, slot, t0 in running.values():
+                    say(f"  ... {base} still building on worker {slot}: {time.monotonic() - t0:.0f} s, "
+                        f"log {results[base].log}")
+            for fut in done:
+                base, slot, t0 = running.pop(fut)
+                free.append(slot)
+                res = results[base]
+                res.seconds = round(time.monotonic() - t0, 2)
+                try:
+                    pkgs, provides = fut.result()
+                except (AvfrepoError, OSError) as exc:
+                    res.status, res.error = "failed", str(exc).splitlines()[0]
+                    say(f"{base}: FAILED after {res.seconds} s: {res.error}"
+                        + ("" if res.log in res.error else f" (log {res.log})"))
+                    continue
+                res.status, res.packages = "built", [p.name for p in pkgs]
+                built[base] = pkgs
+                say(f"{base}: built {', '.join(res.packages)} in {res.seconds} s")
+                why = planner.built_abi_change(provides)
+                if why:
+                    add_dependents(base, why)
+
+    to_publish = [p for base in items for p in built.get(base, [])]
     if to_publish:
-        progress(f"publishing {len(to_publish)} package(s) into {cfg.repo.path}")
-        publish(cfg, key, to_publish)
-        for r in report.results:
-            if r.status == "built":
-                r.status = "published"
+        say(f"publishing {len(to_publish)} package(s) into {cfg.repo.path}")
+        try:
+            publish(cfg, key, to_publish, progress=say)
+        except AvfrepoError as exc:
+            for r in report.results:
+                if r.status == "built":
+                    r.status, r.error = "failed", f"publish failed: {str(exc).splitlines()[0]}"
+            say(f"publishing FAILED: {exc}")
+        else:
+            for r in report.results:
+                if r.status == "built":
+                    r.status = "published"
+    report.seconds = round(time.monotonic() - started, 2)
+    history.update(cfg, failures, report.results, set(planner.infos))
     return report
+
+
+def format_summary(report: BuildReport) -> str:
+    """The table printed at the end of a run (and for a dry run, the plan)."""
+    rows = [("package", "version", "status", "time", "reasons")]
+    for r in report.results:
+        rows.append((r.pkgbase, r.version, r.status, f"{r.seconds:.1f}s" if r.seconds else "-", "; ".join(r.reasons)))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 7)
+    for r in report.results:
+        if r.error:
+            lines.append(f"{r.pkgbase}: {r.error}"
+                         + (f" (log: {r.log})" if r.log and r.status == "failed" and r.log not in r.error else ""))
+    statuses = ["published", "built", "failed", "skipped", "planned"]
+    statuses += sorted({r.status for r in report.results} - set(statuses))
+    counts = {s: sum(r.status == s for r in report.results) for s in statuses}
+    tail = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    if report.dry_run:
+        lines.append(f"dry run: {len(report.results)} package(s) planned, nothing built")
+    else:
+        lines.append(f"{tail} in {report.seconds:.1f} s with {report.jobs} job(s)")
+    return "\n".join(lines)
