@@ -16,6 +16,7 @@ APT_PACKAGES=(
   pacman-package-manager makepkg libarchive-tools fakeroot binutils zstd gnupg git
   libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev libssl-dev pkgconf gcc
   python3-dev python3-venv e2fsprogs file
+  dosfstools mtools pigz tar gzip
 )
 
 need_apt=()

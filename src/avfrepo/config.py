@@ -163,6 +163,12 @@ class Config:
     build: BuildConfig
     upstreams: dict[str, UpstreamConfig] = field(default_factory=dict)
     enabled: tuple[str, ...] | None = None     # [packages] enable; None = every package avfrepo knows
+    image: "ImageConfig | None" = None         # [image]; None = the defaults (see ImageConfig)
+
+    @property
+    def image_settings(self) -> "ImageConfig":
+        return self.image or ImageConfig(output=self.root / "images.tar.gz",
+                                         cachedir=self.cache / "image-packages")
 
     @property
     def state_file(self) -> Path:
@@ -173,6 +179,34 @@ class Config:
             return self.upstreams[name]
         except KeyError:
             raise ConfigError(f"{self.file}: [upstreams.{name}] is required but missing") from None
+
+
+@dataclass(frozen=True)
+class ImageRepo:
+    """One system repository the image installs from (pacman.conf section)."""
+
+    name: str
+    server: str
+    siglevel: str = "Required DatabaseOptional"   # ALARM mirrors do not sign their dbs
+
+
+ALARM_IMAGE_REPOS = tuple(ImageRepo(n, "http://mirror.archlinuxarm.org/$arch/$repo") for n in ("core", "extra", "alarm"))
+IMAGE_AVF_SOURCES = ("local", "server")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """[image]: `avfrepo image` (images.tar.gz for the Android Terminal app)."""
+
+    output: Path
+    cachedir: Path                                  # downloaded packages (outside the image)
+    repos: tuple[ImageRepo, ...] = ALARM_IMAGE_REPOS
+    avf_source: str = "local"                       # [avf] from repo.path (file://) or repo.server
+    packages: tuple[str, ...] = ("avf-base",)
+    headroom_mib: int = 512                         # free space left in root_part
+    memory_mib: int = 4096
+    efi_size_mib: int = 256
+    gpgdir: Path = Path("/etc/pacman.d/gnupg")      # keyring trusting ALARM's and [avf]'s keys
 
 
 class _Table:
@@ -371,9 +405,48 @@ def parse(data: dict[str, Any], file: Path | None, root: Path) -> Config:
                                 or not all(isinstance(n, str) and n for n in enabled)):
         raise pk._err("enable", f"must be a non-empty list of package names, got {enabled!r}")
     pk.finish()
+    image = _image(top.table("image"), root, cache) if "image" in top.data else None
     top.finish()
     return Config(file=file, root=root, pkgbuilds=pkgbuilds, cache=cache, logs=logs, repo=repo,
-                  signing=signing, build=build, upstreams=upstreams, enabled=tuple(enabled) if enabled else None)
+                  signing=signing, build=build, upstreams=upstreams, enabled=tuple(enabled) if enabled else None,
+                  image=image)
+
+
+def _image(t: _Table, root: Path, cache: Path) -> ImageConfig:
+    repos = ALARM_IMAGE_REPOS
+    t.used.add("repos")
+    if "repos" in t.data:
+        raw = t.data["repos"]
+        if not isinstance(raw, list):
+            raise t._err("repos", "must be a list of {name, server[, siglevel]} tables")
+        out = []
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict) or set(item) - {"name", "server", "siglevel"} \
+                    or not all(isinstance(item.get(k), str) and item.get(k) for k in ("name", "server")):
+                raise t._err("repos", f"entry {i + 1} must be {{name = \"core\", server = \"...\"[, siglevel]}}, got {item!r}")
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", item["name"]):
+                raise t._err("repos", f"entry {i + 1}: not a repository name: {item['name']!r}")
+            if not re.fullmatch(r"\S+", item["server"]) or not re.fullmatch(
+                    r"[A-Za-z]+( [A-Za-z]+)*", item.get("siglevel", "Required")):
+                raise t._err("repos", f"entry {i + 1}: server must be one URL, siglevel pacman's words, got {item!r}")
+            out.append(ImageRepo(item["name"], item["server"], item.get("siglevel", "Required DatabaseOptional")))
+        repos = tuple(out)
+    packages = t.get("packages", list, ["avf-base"])
+    if not isinstance(packages, list) or not packages or not all(isinstance(n, str) and n for n in packages):
+        raise t._err("packages", f"must be a non-empty list of package names, got {packages!r}")
+    img = ImageConfig(
+        output=_path(t.get("output", str, "images.tar.gz"), root),
+        cachedir=_path(t.get("cachedir", str, str(cache / "image-packages")), root),
+        repos=repos,
+        avf_source=t.choice("avf_source", IMAGE_AVF_SOURCES, "local"),
+        packages=tuple(packages),
+        headroom_mib=_number(t, "headroom_mib", int, 512, minimum=0),
+        memory_mib=_number(t, "memory_mib", int, 4096, minimum=256),
+        efi_size_mib=_number(t, "efi_size_mib", int, 256, minimum=33),
+        gpgdir=_path(t.get("gpgdir", str, "/etc/pacman.d/gnupg"), root),
+    )
+    t.finish()
+    return img
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:

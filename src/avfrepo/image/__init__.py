@@ -1,0 +1,210 @@
+"""`avfrepo image`: images.tar.gz for the Android Terminal app, installed from the repositories.
+
+1. check the tools, the keyring and [avf] first (nothing is written when one is missing);
+2. `pacman -Sy --root` the configured packages (default avf-base) into a fresh root, from
+   the system repositories (Arch Linux ARM core/extra/alarm) and [avf] (rootfs.py);
+3. the per-image files (machine-id, fstab), presets, /boot moved to the ESP;
+4. the ESP tree: systemd-boot, loader entry, kernel (vmconfig.py); both partition images
+   (partitions.py); vm_config.json, build_id, README; the archive and a JSON manifest.
+Everything happens in a folder next to the output; the archive and the manifest are renamed
+into place at the end, so a failure never leaves a partial archive at the output path.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..config import Config
+from ..errors import ToolError
+from ..run import which
+from . import archive, partitions, rootfs, vmconfig
+from .errors import ImageError
+
+__all__ = ["ImageError", "ImageResult", "build_image", "manifest_path", "REQUIRED_TOOLS"]
+
+# tool -> the Debian package that has it
+REQUIRED_TOOLS = {
+    "pacman": "pacman-package-manager", "mkfs.ext4": "e2fsprogs", "resize2fs": "e2fsprogs",
+    "e2fsck": "e2fsprogs", "mkfs.vfat": "dosfstools", "mmd": "mtools", "mcopy": "mtools",
+    "tar": "tar", "gzip": "gzip",
+}
+
+
+@dataclass
+class ImageResult:
+    output: str
+    manifest: str | None
+    dry_run: bool
+    repos: list[dict[str, str]]
+    packages_requested: list[str]
+    build_id: str = ""
+    archive_bytes: int = 0
+    archive_sha256: str = ""
+    compressor: str = ""
+    partitions: dict[str, dict[str, object]] = field(default_factory=dict)
+    packages: list[dict[str, str]] = field(default_factory=list)
+    members: dict[str, dict[str, object]] = field(default_factory=dict)
+    boot: dict[str, object] = field(default_factory=dict)
+    build_time: dict[str, object] = field(default_factory=dict)
+    first_boot: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)     # wall time of each step, seconds
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def manifest_path(output: Path) -> Path:
+    return output.with_name(output.name + ".manifest.json")
+
+
+def check_tools() -> None:
+    missing = [t for t in REQUIRED_TOOLS if which(t) is None]
+    if missing:
+        pkgs = sorted({REQUIRED_TOOLS[t] for t in missing})
+        raise ImageError(f"missing tool(s): {', '.join(missing)} (Debian: apt-get install {' '.join(pkgs)}; "
+                         "scripts/setup-debian.sh installs them)")
+
+
+def preflight(cfg: Config, output: Path) -> None:
+    img = cfg.image_settings
+    check_tools()
+    if output.parent.exists() and not output.parent.is_dir():
+        raise ImageError(f"{output.parent}: not a folder")
+    if output.is_dir():
+        raise ImageError(f"{output}: is a folder, not an archive path")
+    if img.avf_source == "local" and not cfg.repo.db.is_file():
+        raise ImageError(f"[{cfg.repo.name}] is not published at {cfg.repo.published} (run `avfrepo build`, "
+                         "or set [image] avf_source = \"server\")")
+    if not (img.gpgdir / "pubring.gpg").is_file() and not (img.gpgdir / "pubring.kbx").is_file():
+        raise ImageError(f"no pacman keyring at {img.gpgdir} ([image] gpgdir): pacman-key --init, then trust the "
+                         f"Arch Linux ARM keys and the [{cfg.repo.name}] key")
+
+
+def build_image(cfg: Config, output: Path | None = None, *, dry_run: bool = False,
+                progress: Callable[[str], None] = lambda s: None) -> ImageResult:
+    img = cfg.image_settings
+    output = Path(output or img.output).resolve()
+    repos = rootfs.repos(cfg, img)
+    result = ImageResult(output=str(output), manifest=str(manifest_path(output)), dry_run=dry_run,
+                         repos=[{"name": r.name, "server": r.server, "siglevel": r.siglevel} for r in repos],
+                         packages_requested=list(img.packages), first_boot=list(rootfs.FIRST_BOOT))
+    preflight(cfg, output)
+    if dry_run:
+        return result
+    start = time.monotonic()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(output)
+    work = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.build-"))
+    (work / "pid").write_text(str(os.getpid()))
+    try:
+        _build(cfg, work, output, result, progress)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise ImageError(f"no space left on the device of {output.parent} while building the image "
+                             f"({exc.filename or exc})") from None
+        raise
+    except ToolError as exc:
+        if partitions._no_space(exc):
+            raise ImageError(f"no space left on the device of {output.parent}: {exc.tool} failed:\n  "
+                             + "\n  ".join(exc.output.strip().splitlines()[-4:])) from None
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result.seconds = round(time.monotonic() - start, 2)
+    return result
+
+
+def _remove_stale(output: Path) -> None:
+    """Build folders of killed runs (their pid is gone) beside the output; a running one stays."""
+    for d in output.parent.glob(f".{output.name}.build-*"):
+        try:
+            pid = int((d / "pid").read_text())
+            os.kill(pid, 0)
+            continue                          # still running
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            if time.time() - d.stat().st_mtime < 24 * 3600:
+                continue                      # no readable pid yet: leave it a day
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _build(cfg: Config, work: Path, output: Path, result: ImageResult, progress: Callable[[str], None]) -> None:
+    img = cfg.image_settings
+    last = [time.monotonic()]
+
+    def phase(name: str) -> None:
+        now = time.monotonic()
+        result.phases[name] = round(now - last[0], 2)
+        last[0] = now
+
+    root, esp, out = work / "root", work / "esp", work / "out"
+    for d in (root, esp, out):
+        d.mkdir()
+    os.chmod(root, 0o755)
+    progress(f"image: pacman -Sy --root {' '.join(img.packages)} from {', '.join(r['name'] for r in result.repos)}")
+    pm = rootfs.Pacman(cfg, img, root, work)
+    pacman_output = pm.install(img.packages)
+    installed = pm.installed()
+    result.packages = [{"name": p.name, "version": p.version, "repo": p.repo} for p in installed]
+    result.build_time = rootfs.finish(root, pm, progress)
+    result.build_time["pacman_messages"] = rootfs.messages(pacman_output)
+    if result.build_time["pacman_messages"]:
+        result.first_boot.append(rootfs.HOOKS_TASK)
+    phase("pacman")
+    result.build_time["moved_to_esp"] = rootfs.move_boot(root, esp)
+
+    efi_p, root_p = vmconfig.new_partition(rootfs.EFI_LABEL), vmconfig.new_partition(rootfs.ROOT_LABEL)
+    result.boot = vmconfig.populate_esp(root, esp, cfg.repo.arch, root_p)
+    if result.boot["initrd"]:
+        result.first_boot = [t for t in result.first_boot if "mkinitcpio" not in t]
+    phase("root_finish_and_esp_tree")
+    need = rootfs.tree_bytes(root)[0] * 2 + img.headroom_mib * partitions.MIB + img.efi_size_mib * partitions.MIB * 2
+    free = shutil.disk_usage(work).free
+    if free < need:
+        raise ImageError(f"no space: the image needs about {need >> 20} MiB in {output.parent}, "
+                         f"{free >> 20} MiB are free")
+    result.partitions = {
+        "efi_part": {"label": efi_p.label, "guid": efi_p.guid, "volume_id": efi_p.volume_id, "fs": "vfat",
+                     **partitions.make_efi_part(esp, out / "efi_part", label=efi_p.label, volume_id=efi_p.volume_id,
+                                                size_mib=img.efi_size_mib, progress=progress)},
+        "root_part": {"label": root_p.label, "guid": root_p.guid, "fs_uuid": root_p.guid, "fs": "ext4",
+                      **partitions.make_root_part(root, out / "root_part", label=root_p.label, uuid=root_p.guid,
+                                                  headroom_mib=img.headroom_mib, progress=progress)},
+    }
+    phase("partitions")
+    versions = {p.name: p.version for p in installed}
+    result.build_id = vmconfig.build_id(versions.get("avf-base"), cfg.repo.arch)
+    (out / "build_id").write_text(result.build_id)
+    (out / "vm_config.json").write_text(vmconfig.render_vm_config(efi_p, root_p, img.memory_mib))
+    (out / "README").write_text(vmconfig.render_readme(
+        build_id=result.build_id.strip(), repo=cfg.repo.name, efi=efi_p, root=root_p, memory_mib=img.memory_mib,
+        repo_names=", ".join(f"[{r['name']}]" for r in result.repos), packages=installed,
+        top_packages=", ".join(img.packages), presets=result.build_time["presets"], first_boot=result.first_boot))
+
+    progress("image: tar + " + archive.compressor())
+    tarball = work / "images.tar.gz"
+    result.compressor = archive.write(out, tarball)
+    phase("archive")
+    result.members = archive.describe(out)
+    result.archive_bytes = tarball.stat().st_size
+    result.archive_sha256 = archive.sha256_file(tarball)
+    manifest = work / "manifest.json"
+    manifest.write_text(json.dumps({
+        "archive": output.name, "bytes": result.archive_bytes, "sha256": result.archive_sha256,
+        "build_id": result.build_id.strip(), "compressor": result.compressor, "members": result.members,
+        "partitions": result.partitions, "boot": result.boot, "repos": result.repos,
+        "packages": result.packages, "build_time": result.build_time, "first_boot": result.first_boot,
+    }, indent=2, sort_keys=True) + "\n")
+    os.replace(manifest, manifest_path(output))
+    os.replace(tarball, output)
+    phase("manifest")
