@@ -76,6 +76,18 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.only and not args.names:
         print("avfrepo: error: --only needs the packages to build", file=sys.stderr)
         return 2
+    if args.reproduce is not None:
+        if args.names or args.only or args.dry_run or args.plan or fmt == "github-matrix":
+            print("avfrepo: error: --reproduce takes one package and no other packages, --only, --dry-run or --plan",
+                  file=sys.stderr)
+            return 2
+        from .build.reproduce import format_report, reproduce
+        rep = reproduce(config_mod.load(args.config), args.reproduce, progress=_progress)
+        if fmt == "json":
+            _print_json(rep.to_json())
+        else:
+            print(format_report(rep))
+        return 0 if rep.reproducible else 1
     cfg = config_mod.load(args.config)
     report = build(cfg, None if args.only else args.names or None, dry_run=args.dry_run or args.plan,
                    progress=_progress, jobs=args.jobs, only=args.names if args.only else None)
@@ -104,7 +116,7 @@ def cmd_chroot(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from .repo.verify import verify
     cfg = config_mod.load(args.config)
-    report = verify(cfg)
+    report = verify(cfg, provenance=args.provenance)
     if args.json:
         _print_json(report.to_json())
     else:
@@ -180,9 +192,51 @@ def cmd_key_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from .status import status
+    cfg = config_mod.load(args.config)
+    report = status(cfg)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(f"{'package':<22} {'upstream':<28} {'PKGBUILD':<18} {'published':<18} last build")
+        for p in report.packages:
+            ups = ", ".join(f"{u} {v['version']}" for u, v in p.upstreams.items()) or "-"
+            pub = ", ".join(sorted({v or "-" for v in p.published.values()})) or "-"
+            last = (p.last_build or {}).get("status", "-")
+            print(f"{p.pkgbase:<22} {ups[:28]:<28} {p.pkgbuild or '-':<18} {pub:<18} {last}")
+            if p.last_build and p.last_build.get("log"):
+                print(f"{'':<22} log: {p.last_build['log']}")
+            for why in p.pending:
+                print(f"{'':<22} pending: {why}")
+        print("all published and current" if not report.pending else f"{len(report.pending)} package(s) pending")
+    return 0 if not report.pending else 3
+
+
 def cmd_pacman_conf(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     print(f"[{cfg.repo.name}]\nSigLevel = Required\nServer = {cfg.repo.server}/$arch")
+    return 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    from .image import build_image
+    cfg = config_mod.load(args.config)
+    result = build_image(cfg, args.output, dry_run=args.dry_run, progress=_progress)
+    if args.json:
+        _print_json(result.to_json())
+    elif result.dry_run:
+        print(f"would build {result.output} (+ {result.manifest})")
+        print("  repositories: " + ", ".join(f"[{r['name']}] {r['server']}" for r in result.repos))
+        print(f"  packages: {' '.join(result.packages_requested)}")
+        print("dry run: nothing written")
+    else:
+        print(f"{result.output}: {result.archive_bytes / (1 << 20):.1f} MiB, {len(result.packages)} packages, "
+              f"built in {result.seconds:.1f} s")
+        print(f"  build_id: {result.build_id.strip()}")
+        for name, part in result.partitions.items():
+            print(f"  {name}: {part['fs']} {part['label']} {part['guid']} ({int(part['bytes']) >> 20} MiB)")
+        print(f"  manifest: {result.manifest}")
     return 0
 
 
@@ -239,6 +293,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("-j", "--jobs", type=int, metavar="N", help="build N packages at a time (default: [build] jobs)")
     sp.add_argument("--only", action="store_true",
                     help="build exactly the named packages, nothing else (e.g. one layer of a matrix)")
+    sp.add_argument("--reproduce", metavar="PKG",
+                    help="rebuild the published PKG (pkgname or pkgbase) with its recorded SOURCE_DATE_EPOCH, "
+                         "publish nothing, compare the bytes (exit 0 identical, 1 not)")
 
     sp = add("chroot", lambda a: 2, "create or refresh the aarch64 build chroot (makechrootpkg)",
              "Manage the clean Arch Linux ARM build root at [build] chroot:\n"
@@ -255,8 +312,12 @@ def parser() -> argparse.ArgumentParser:
     sp = add("verify", cmd_verify, "check the published repository file by file",
              "Check that the db and files db are signed by the repository key, that every package\n"
              "the db lists exists with the size and sha256 the db records, and that its signature\n"
-             "verifies with the repository key. Exit 0 all good, 1 a problem (each file named).")
+             "verifies with the repository key. Exit 0 all good, 1 a problem (each file named).\n"
+             "--provenance also checks every package's provenance record (present, signed by\n"
+             "the repository key, naming the db entry's file, version and sha256).")
     sp.add_argument("--json", action="store_true", help="print the per-file report as JSON")
+    sp.add_argument("--provenance", action="store_true",
+                    help="also check each package's signed provenance record (<file>.provenance.json)")
 
     kp = add("key", lambda a: 2, "manage the repository signing key", "Manage the repository signing key.")
     ksub = kp.add_subparsers(dest="key_command", metavar="ACTION", required=True)
@@ -299,8 +360,27 @@ def parser() -> argparse.ArgumentParser:
     ki.set_defaults(func=cmd_key_import)
     ki.add_argument("file", metavar="FILE", help="armored secret key, or - for standard input")
 
+    sp = add("status", cmd_status, "where every package stands, upstream to published",
+             "Per package: the upstream versions and commits it was rendered from, the PKGBUILD\n"
+             "version, the published version, the last build's result and log, and why it is\n"
+             "still pending. Reads local files only. Exit 0 when everything is published and\n"
+             "current, 3 when something is pending (for monitoring), 2 on a config error.")
+    sp.add_argument("--json", action="store_true", help="print as JSON")
+
     add("pacman-conf", cmd_pacman_conf, "print the pacman.conf section for the repository",
         "Print the [avf] section users add to /etc/pacman.conf.")
+
+    sp = add("image", cmd_image, "build images.tar.gz for the Android Terminal app from the repositories",
+             "Install [image] packages (default avf-base) with the real pacman --root from the\n"
+             "[image] repos (Arch Linux ARM core/extra/alarm) and [avf], then make efi_part (vfat:\n"
+             "systemd-boot, loader entry, kernel) and root_part (ext4 from the directory, no\n"
+             "orphan_file, shrunk to content + headroom), vm_config.json with the partitions'\n"
+             "GUIDs, build_id and README, and tar + gzip them (pigz when present). A JSON manifest\n"
+             "(packages, versions, repos, member sizes and sha256) is written beside the archive.\n"
+             "Needs root (pacman). Nothing is left at --output when anything fails.")
+    sp.add_argument("--output", metavar="FILE", help="the archive (default: [image] output, images.tar.gz)")
+    sp.add_argument("--json", action="store_true", help="print the result as JSON")
+    sp.add_argument("--dry-run", action="store_true", help="check tools and configuration, print the plan, build nothing")
 
     sp = add("demo", cmd_demo, "run the whole cycle against a local demo upstream",
              "Build a small AVF-shaped upstream git repository in a temporary folder, then run\n"

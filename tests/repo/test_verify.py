@@ -101,3 +101,77 @@ def test_archived_package_with_a_broken_signature_is_named(repo):
     pool_pkg.write_bytes(bytes(data))
     bad = {c.path for c in verify(repo).bad()}
     assert f"pool/{pool_pkg.name}.sig" in bad and pool_pkg.name not in bad
+
+
+# --provenance: every listed package's signed provenance record
+
+def record(cfg, name):
+    from avfrepo.provenance import path_for
+    return path_for(pkg(cfg, name))
+
+
+def test_intact_repository_verifies_with_provenance(repo):
+    report = verify(repo, provenance=True)
+    assert report.ok
+    checks = {c.path: c for c in report.checks}
+    for name in ("t-a", "t-b"):
+        rec = record(repo, name)
+        assert checks[rec.name].ok and "names this file, version and sha256" in checks[rec.name].message
+        assert checks[rec.name + ".sig"].ok
+    # the records' signatures in the pool are not "signatures without their package"
+    assert not report.warnings()
+
+
+def test_without_provenance_flag_records_are_not_checked(repo):
+    record(repo, "t-a").unlink()
+    assert verify(repo).ok
+
+
+def test_missing_provenance_record_is_named(repo):
+    rec = record(repo, "t-a")
+    rec.unlink()
+    bad = {c.path: c.message for c in verify(repo, provenance=True).bad()}
+    assert bad == {rec.name: "provenance record of t-a 1.0-1 missing"}
+
+
+def test_tampered_provenance_record_is_named(repo):
+    import json
+    rec = record(repo, "t-b")
+    data = json.loads(rec.read_text())
+    data["builder_host"] = "elsewhere"
+    rec.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    bad = {c.path: c.message for c in verify(repo, provenance=True).bad()}
+    assert bad == {rec.name + ".sig": "bad signature: the file or the signature was altered"}
+
+
+def test_flipped_byte_in_a_provenance_signature_is_named(repo):
+    sig = record(repo, "t-a").with_name(record(repo, "t-a").name + ".sig")
+    data = bytearray(sig.read_bytes())
+    data[-5] ^= 0x01
+    sig.write_bytes(bytes(data))
+    assert {c.path for c in verify(repo, provenance=True).bad()} == {sig.name}
+
+
+def test_record_of_other_bytes_signed_by_the_key_is_named(repo):
+    import json
+    from avfrepo.signing import signing_key
+    rec = record(repo, "t-a")
+    data = json.loads(rec.read_text())
+    data["sha256"] = "0" * 64
+    data["version"] = "9.9-9"
+    rec.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    detach_sign(repo.signing, signing_key(repo.signing), rec)
+    bad = {c.path: c.message for c in verify(repo, provenance=True).bad()}
+    assert set(bad) == {rec.name}
+    assert "version '9.9-9' != db '1.0-1'" in bad[rec.name]
+    assert "sha256 differs from the db" in bad[rec.name] and "sha256 differs from the package file" in bad[rec.name]
+
+
+def test_cli_verify_provenance_exits_1_and_names_the_record(repo, capsys):
+    from avfrepo.cli import main
+    rec = record(repo, "t-b")
+    rec.unlink()
+    assert main(["--config", str(repo.file), "verify"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(repo.file), "verify", "--provenance"]) == 1
+    assert f"BAD {rec.name}: provenance record of t-b 1.0-1 missing" in capsys.readouterr().out

@@ -6,6 +6,8 @@ worker threads (each makechrootpkg worker in its own chroot copy, each makepkg b
 own work directory). A failure marks its dependents skipped ("dependency failed") and the
 rest goes on. Every artifact is checked and signed by its worker; everything built is
 published at the end in one transaction, so nothing of a failed package reaches the repo.
+Every package is built with SOURCE_DATE_EPOCH set (provenance.source_date_epoch) and gets a
+signed provenance record beside it (provenance.py), published with it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .. import signing
+from .. import provenance, signing
+from .. import state as state_mod
 from ..config import Config
 from ..errors import AvfrepoError, ConfigError
 from ..formats import pkginfo
@@ -138,6 +141,8 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
 
     backend = backend or backend_for(cfg)
     public = signing.export_public(cfg.signing, key.fingerprint, armor=False)
+    state = state_mod.load(cfg.state_file)           # upstreams and inputs for the provenance records
+    provenance.tool_versions()                       # asked once, before the workers start
     out = cfg.cache / "built"
     built: dict[str, list[Path]] = {}
     started = time.monotonic()
@@ -151,12 +156,22 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
         return len(items)
 
     def work(item: PlannedBuild, slot: int, deps: list[Path], log: Path) -> tuple[list[Path], dict[str, list[str]]]:
-        pkgs = backend.build(item.pkgdir, deps, log, out, worker=slot, pkgrel=item.pkgrel)
+        sde = provenance.source_date_epoch(item.pkgdir)
+        started = provenance.utc_now()
+        pkgs = backend.build(item.pkgdir, deps, log, out, worker=slot, pkgrel=item.pkgrel,
+                             env={"SOURCE_DATE_EPOCH": str(sde)})
+        finished = provenance.utc_now()
         provides = {}
         for p in pkgs:
+            provenance.path_for(p).unlink(missing_ok=True)   # never publish an older run's record
             info = check_artifact(cfg, item, p, planner.repo)
             signing.detach_sign(cfg.signing, key, p)
             check_signature(public, key.fingerprint, p)
+            record = provenance.write(p, provenance.make(
+                package=p, info=info, pkgdir=item.pkgdir, state=state, backend=backend.name,
+                started=started, finished=finished, sde=sde))
+            signing.detach_sign(cfg.signing, key, record)
+            check_signature(public, key.fingerprint, record)
             provides[info.pkgname] = info.fields.get("provides", [])
         return pkgs, provides
 

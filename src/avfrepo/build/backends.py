@@ -7,16 +7,25 @@
   user in a private copy, `--nodeps` since the host's pacman db knows no Arch packages.
 
 Both build from a private copy of the PKGBUILD directory; a subrelease rebuild (pkgrel 1.1)
-rewrites the pkgrel line of that copy only, never pkgbuilds/.
+rewrites the pkgrel line of that copy only, never pkgbuilds/. `env` (SOURCE_DATE_EPOCH) is
+passed to makepkg; makechrootpkg forwards SOURCE_DATE_EPOCH into the chroot itself.
+
+Reproducibility: makepkg writes the build's `builddir` and `startdir` into .BUILDINFO, so
+the makepkg backend builds every pkgbase at one fixed path, STABLE_ROOT/<pkgbase>
+(`/var/tmp/avfrepo-build/<pkgbase>`; `-<uid>` appended when not root), one build of a
+pkgbase at a time (flock). The chroot builds in /startdir and /build already.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .. import makepkg as mk
 from ..config import Config
@@ -51,6 +60,43 @@ def prepare_copy(pkgdir: Path, work: Path, pkgrel: str | None) -> None:
     pkgbuild.write_text(text)
 
 
+STABLE_ROOT = Path("/var/tmp/avfrepo-build")
+
+
+def stable_root() -> Path:
+    return STABLE_ROOT if os.geteuid() == 0 else STABLE_ROOT.with_name(f"{STABLE_ROOT.name}-{os.geteuid()}")
+
+
+@contextlib.contextmanager
+def stable_workdir(cfg: Config, name: str) -> Iterator[Path]:
+    """STABLE_ROOT/<name>, emptied, owned by the build user, held under an exclusive lock
+    (another build of the same name, in this or another run, waits), removed afterwards."""
+    if not re.fullmatch(r"[A-Za-z0-9@._+-]+", name) or name.startswith("."):
+        raise AvfrepoError(f"{name!r}: not usable as a build directory name")
+    root = stable_root()
+    try:
+        root.mkdir(mode=0o755, exist_ok=True)
+    except OSError as exc:
+        raise AvfrepoError(f"{root}: cannot create the build directory: {exc.strerror}") from None
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise AvfrepoError(f"{root}: must be a directory of uid {os.geteuid()} that only it can write "
+                           "(remove it; avfrepo creates it)")
+    fd = os.open(root / f".{name}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    path = root / name
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        shutil.rmtree(path, ignore_errors=True)      # left by an interrupted build
+        path.mkdir(mode=0o700)
+        mk.give_to_builder(cfg, path)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
+
+
 class MakepkgBackend:
     name = "makepkg"
 
@@ -58,10 +104,10 @@ class MakepkgBackend:
         self.cfg = cfg
 
     def build(self, pkgdir: Path, deps: list[Path], log: Path, dest: Path, *, worker: int = 1,
-              pkgrel: str | None = None) -> list[Path]:
+              pkgrel: str | None = None, env: dict[str, str] | None = None) -> list[Path]:
         # deps are not installable on a Debian host; makepkg builds with --nodeps. Each
-        # build has its own work directory, so workers never share anything.
-        with mk.workdir(self.cfg, "avfrepo-build-") as tmp:
+        # pkgbase has its own (fixed) work directory, so workers never share anything.
+        with stable_workdir(self.cfg, pkgdir.name) as tmp:
             work = tmp / "pkg"
             prepare_copy(pkgdir, work, pkgrel)
             out = tmp / "out"
@@ -69,7 +115,7 @@ class MakepkgBackend:
             mk.give_to_builder(self.cfg, work)
             mk.give_to_builder(self.cfg, out)
             env = {"PKGDEST": str(out), "SRCDEST": str(tmp / "src"), "BUILDDIR": str(tmp / "build"),
-                   "LOGDEST": str(tmp / "logs")}
+                   "LOGDEST": str(tmp / "logs"), **(env or {})}
             mk.makepkg(self.cfg, work, ["--force", "--nodeps", "--noconfirm", "--noprogressbar"],
                        env=env, log_file=log)
             pkgs = _collect(out, dest)
@@ -95,7 +141,7 @@ class MakechrootpkgBackend:
         return argv + ["--", "--noconfirm", "--noprogressbar"]
 
     def build(self, pkgdir: Path, deps: list[Path], log: Path, dest: Path, *, worker: int = 1,
-              pkgrel: str | None = None) -> list[Path]:
+              pkgrel: str | None = None, env: dict[str, str] | None = None) -> list[Path]:
         if os.geteuid() != 0:
             raise AvfrepoError("makechrootpkg needs root (it mounts and enters the chroot)")
         if not (self.cfg.build.chroot / "root").is_dir():
@@ -105,7 +151,8 @@ class MakechrootpkgBackend:
             work = tmp / "pkg"
             prepare_copy(pkgdir, work, pkgrel)
             mk.give_to_builder(self.cfg, work)
-            self.runner(self.command(deps, worker), cwd=work, env={"PKGDEST": str(work)}, log_file=log, timeout=6 * 3600)
+            self.runner(self.command(deps, worker), cwd=work, env={"PKGDEST": str(work), **(env or {})},
+                        log_file=log, timeout=6 * 3600)
             pkgs = _collect(work, dest)
         if not pkgs:
             raise AvfrepoError(f"makechrootpkg produced no package for {pkgdir.name} (log: {log})")

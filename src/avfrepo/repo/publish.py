@@ -13,6 +13,9 @@
    current and the previous snapshot.
 A SIGKILL at any point leaves the old or the new repository, each complete; leftovers of an
 interrupted run are removed by the next one.
+A package's provenance record (`<file>.provenance.json` + `.sig`, see provenance.py) found
+beside an incoming package travels with it: into the pool, linked into every snapshot that
+lists the package, deleted with it by retention.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .. import signing
+from .. import provenance, signing
 from ..config import Config
 from ..errors import AvfrepoError
 from ..formats import pkginfo
@@ -200,6 +203,9 @@ def _build_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], l
     for filename in listed:
         for f in (filename, filename + ".sig"):
             os.link(pool / f, tmp / f)
+        for f in provenance.companions(filename):
+            if (pool / f).is_file():
+                os.link(pool / f, tmp / f)
     os.link(armored_key, tmp / f"{name}.asc")
     _fsync_dir(tmp)
     final = snaps / str(gen)
@@ -236,9 +242,14 @@ def apply_retention(cfg: Config, current: set[str] | None = None) -> list[str]:
         for f in files[cfg.repo.keep:]:
             if f.filename in current:
                 continue
-            for p in (pool / f.filename, pool / (f.filename + ".sig")):
+            for p in (pool / f.filename, pool / (f.filename + ".sig"),
+                      *(pool / c for c in provenance.companions(f.filename))):
                 p.unlink(missing_ok=True)
             removed.append(f.filename)
+    if pool.is_dir():       # records whose package left the pool another way (repo remove)
+        for p in pool.iterdir():
+            if provenance.is_record_file(p.name) and not (pool / provenance.package_of(p.name)).exists():
+                p.unlink(missing_ok=True)
     snaps = layout.snapshots(cfg)
     cur = layout.current_snapshot(cfg)
     gens = sorted((int(p.name) for p in snaps.iterdir() if p.name.isdigit()), reverse=True) if snaps.is_dir() else []
@@ -275,6 +286,10 @@ def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str
     pool.mkdir(parents=True, exist_ok=True)
     pooled = []
     for i in todo:
+        record = [i.path.with_name(c) for c in provenance.companions(i.path.name)]
+        if all(r.is_file() for r in record):
+            for r in reversed(record):          # the signature first, then the record
+                _copy_into(r, pool)
         _copy_into(Path(str(i.path) + ".sig"), pool)
         pooled.append(_copy_into(i.path, pool))
     _fsync_dir(pool)

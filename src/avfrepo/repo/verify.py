@@ -5,6 +5,9 @@ repository key; every db entry's package exists with the size and sha256 the db 
 .sig verifies with the repository key and equals the db's embedded %PGPSIG%; no package file
 lies there that the db does not list. Pool (the archive): every package has a good signature.
 Leftovers of an interrupted publish are warnings (the next publish removes them).
+With provenance=True (`verify --provenance`), every listed package also needs its provenance
+record: present, signed by the repository key, and naming the db entry's package, version,
+file name and sha256, which the file itself must have.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import base64
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import provenance as prov
 from .. import signing
 from ..config import Config
 from ..formats.repodb import read_db, read_files_db
@@ -49,7 +53,7 @@ class VerifyReport:
                 "checks": [c.__dict__ for c in self.checks]}
 
 
-def verify(cfg: Config) -> VerifyReport:
+def verify(cfg: Config, *, provenance: bool = False) -> VerifyReport:
     key = signing.verification_key(cfg.signing)
     public = signing.export_public(cfg.signing, key, armor=False)
     pub = cfg.repo.published
@@ -98,6 +102,8 @@ def verify(cfg: Config) -> VerifyReport:
         if sig_check(pkg, entry.filename) and entry.pgpsig:
             if base64.b64decode(entry.pgpsig) != Path(str(pkg) + ".sig").read_bytes():
                 add(Check(entry.filename + ".sig", False, "differs from the signature embedded in the db"))
+        if provenance:
+            _verify_provenance(entry, pkg, sig_check, add)
     listed_files = {e.filename for e in entries.values()}
     for p in sorted(pub.iterdir()):
         if layout.parse_filename(p.name) and p.name not in listed_files:
@@ -106,6 +112,29 @@ def verify(cfg: Config) -> VerifyReport:
     for p in sorted(layout.snapshots(cfg).glob(".tmp-*")) + sorted(layout.pool(cfg).glob("*.part")):
         add(Check(str(p.relative_to(cfg.repo.path)), False, "left by an interrupted publish", "warning"))
     return rep
+
+
+def _verify_provenance(entry, pkg: Path, sig_check, add) -> None:
+    record = prov.path_for(pkg)
+    if not record.is_file():
+        add(Check(record.name, False, f"provenance record of {entry.name} {entry.version} missing"))
+        return
+    sig_check(record, record.name)
+    try:
+        rec = prov.read(record)
+    except (OSError, ValueError) as exc:
+        add(Check(record.name, False, f"unreadable provenance record: {exc}"))
+        return
+    problems = [f"{what} {got!r} != db {want!r}" for what, got, want in (
+        ("pkgname", rec.pkgname, entry.name), ("version", rec.version, entry.version),
+        ("filename", rec.filename, entry.filename)) if got != want]
+    if entry.sha256 and rec.sha256 != entry.sha256:
+        problems.append("sha256 differs from the db")
+    if rec.sha256 != sha256_file(pkg):
+        problems.append("sha256 differs from the package file")
+    add(Check(record.name, not problems, "; ".join(problems) or
+              f"names this file, version and sha256 (built {rec.build_finished} on {rec.builder_host}, "
+              f"SOURCE_DATE_EPOCH {rec.source_date_epoch})"))
 
 
 def _verify_pool(cfg: Config, public: bytes, key: str, add) -> None:
@@ -117,5 +146,5 @@ def _verify_pool(cfg: Config, public: bytes, key: str, add) -> None:
     if pool.is_dir():
         names = {f.filename for f in files}
         for p in sorted(pool.glob("*.sig")):
-            if p.name[:-4] not in names:
+            if p.name[:-4] not in names and not prov.is_record_file(p.name):
                 add(Check(f"pool/{p.name}", False, "signature without its package", "warning"))
