@@ -153,3 +153,15 @@ def test_remove_takes_package_and_signature_out_together(repo, tmp_path, trusted
     with pytest.raises(ToolError, match="target not found: t-b"):
         c.install("t-b")
     c.install("t-a")
+
+
+def test_remove_takes_the_provenance_record_out_with_the_package(cfg):
+    from avfrepo.build import build
+    from avfrepo.repo import layout
+    from ..build.conftest import write_pkg
+    write_pkg(cfg, "t-p")
+    build(cfg)
+    pool = layout.pool(cfg)
+    assert list(pool.glob("t-p-*.provenance.json")) and list(pool.glob("t-p-*.provenance.json.sig"))
+    remove(cfg, "t-p")
+    assert not list(pool.glob("t-p-*"))

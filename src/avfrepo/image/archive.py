@@ -8,9 +8,9 @@ the gzip format.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from ..fsutil import sha256_file
 from ..run import run, which
 
 MEMBERS = ("build_id", "vm_config.json", "README", "efi_part", "root_part")
@@ -18,14 +18,6 @@ MEMBERS = ("build_id", "vm_config.json", "README", "efi_part", "root_part")
 
 def compressor() -> str:
     return "pigz" if which("pigz") else "gzip"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def describe(folder: Path) -> dict[str, dict[str, object]]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .. import signing
+from .. import provenance, signing
 from ..config import Config
 from ..errors import AvfrepoError
 from ..versions import vercmp
@@ -67,7 +67,8 @@ def rollback(cfg: Config, name: str, version: str | None = None,
 
 
 def remove(cfg: Config, name: str, progress: Callable[[str], None] = lambda s: None) -> str:
-    """Drop `name` from the db; its published file and signature leave the pool together."""
+    """Drop `name` from the db; its published file, signature and provenance record leave
+    the pool together."""
     key = signing.signing_key(cfg.signing)
     with repo_lock(cfg.repo.path, cfg.repo.lock_timeout, f"remove {name}", progress):
         entry = current_entries(cfg).get(name)
@@ -75,6 +76,7 @@ def remove(cfg: Config, name: str, progress: Callable[[str], None] = lambda s: N
             raise AvfrepoError(f"{name} is not in [{cfg.repo.name}]")
         transaction(cfg, key, remove=[name], progress=progress)
         pool = layout.pool(cfg)
-        for p in (pool / entry.filename, pool / (entry.filename + ".sig")):
+        for p in (pool / entry.filename, pool / (entry.filename + ".sig"),
+                  *(pool / c for c in provenance.companions(entry.filename))):
             p.unlink(missing_ok=True)
     return entry.version
