@@ -66,12 +66,8 @@ class PlannedBuild:
                 "layer": self.layer}
 
 
-def db_path(cfg: Config) -> Path:
-    return cfg.repo.db
-
-
 def published(cfg: Config) -> dict[str, DbEntry]:
-    path = db_path(cfg)
+    path = cfg.repo.db
     if not path.exists():
         return {}
     try:

@@ -173,10 +173,6 @@ def _next_generation(cfg: Config) -> int:
     return max(gens, default=0) + 1
 
 
-def key_files(cfg: Config, key: Key) -> tuple[bytes, Path]:
-    return signing.public_key_files(cfg.signing, key.fingerprint, cfg.cache)
-
-
 def _build_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], listed: list[str],
                     armored_key: Path) -> Path:
     """The next snapshot: db and files db updated by repo-add/repo-remove, hard links to the
@@ -268,7 +264,7 @@ def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str
     """Validate, then publish `add` and drop `remove` in one switch. Call with the lock held."""
     cleanup_leftovers(cfg)
     current = current_entries(cfg)
-    public, armored = key_files(cfg, key)
+    public, armored = signing.public_key_files(cfg.signing, key.fingerprint, cfg.cache)
     incoming = [validate(cfg, key.fingerprint, public, Path(p), current, allow_downgrade=allow_downgrade)
                 for p in add]
     names = [i.info.pkgname for i in incoming]
