@@ -163,7 +163,7 @@ def test_render_pins_the_tarball_and_every_local_source(kcfg, avf, kernel):
         assert hashlib.sha256(r.files[name]).hexdigest() == digest, name
     upstream_patch = (avf.path / "build/debian/kernel/patches/avf/arm64-balloon.patch").read_bytes()
     assert r.files["avf-arm64-balloon.patch"] == upstream_patch
-    assert 'patch -Np1 -i "$srcdir/avf-arm64-balloon.patch"' in pkgbuild
+    assert 'patch -Np1 -i "$srcdir/"avf-arm64-balloon.patch' in pkgbuild
     assert "make olddefconfig" in pkgbuild and "make Image modules" in pkgbuild
     assert 'install -Dm644 arch/arm64/boot/Image "$modulesdir/vmlinuz"' in pkgbuild
     assert any("arm64-balloon.patch" in n for n in r.notes)
@@ -246,7 +246,7 @@ def test_patches_follow_the_series_order_and_build_on_each_other(kcfg, avf):
     avf.tag("android-16.0.0_r11")
     pkgbuild = render_at(kcfg).files["PKGBUILD"].decode()
     assert array(pkgbuild, "source")[2:] == ["avf-arm64-balloon.patch", "avf-balloon-stats.patch"]
-    applied = re.findall(r'patch -Np1 -i "\$srcdir/([^"]+)"', pkgbuild)
+    applied = re.findall(r'patch -Np1 -i "\$srcdir/"(\S+)', pkgbuild)
     assert applied == ["avf-arm64-balloon.patch", "avf-balloon-stats.patch"]
 
 

@@ -186,16 +186,16 @@ def test_render_follows_alarms_pkgver_and_builds_from_the_tag(scfg, systemd):
     assert f"pkgver={PKGVER_TOKEN}" in pkgbuild and f"pkgrel={PKGREL_TOKEN}" in pkgbuild
     assert "pkgname=(" + " ".join(SPLIT) + ")" in pkgbuild
     srcs, sums = array(pkgbuild, "source"), array(pkgbuild, "sha256sums")
-    assert srcs[0] == f"systemd::git+{systemd.repo.url}#tag=v${{pkgver}}" and sums[0] == "SKIP"
+    assert srcs[0] == f"systemd::git+{systemd.repo.url}#tag=v{PKGVER_TOKEN}" and sums[0] == "SKIP"
     assert "?signed" not in pkgbuild and not re.search(r"^validpgpkeys=", pkgbuild, re.M)
     assert f"_commit={systemd.commits['v261.2']}\n" in pkgbuild
-    assert srcs[1] == PATCH and f'patch -Np1 -i "$srcdir/{PATCH}"' in pkgbuild
+    assert srcs[1] == PATCH and f'patch -Np1 -i "$srcdir/"{PATCH}' in pkgbuild
     for name, digest in zip(srcs[1:], sums[1:]):
         assert hashlib.sha256(r.files[name]).hexdigest() == digest, name
     hooks = [n for n in srcs if n.endswith(".hook")]
     assert len(hooks) == len(systemd_avf.HOOKS) >= 5
     for h in hooks:
-        assert f'"$pkgdir/usr/share/libalpm/hooks/{h}"' in pkgbuild
+        assert f'"$pkgdir"/usr/share/libalpm/hooks/{h}' in pkgbuild
         assert "[Trigger]" in r.files[h].decode() and "Exec = /" in r.files[h].decode()
     assert "arch-meson systemd build" in pkgbuild and "meson compile -C build" in pkgbuild
 

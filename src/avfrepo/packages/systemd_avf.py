@@ -33,7 +33,7 @@ import re
 from pathlib import Path
 
 from ..run import run
-from . import Context, Rendered, RenderProblem, SourceFile, sha256, template
+from . import PKGVER_TOKEN, Context, Rendered, RenderProblem, SourceFile, sha256, template
 
 NAME = "systemd-avf"
 UPSTREAMS = ("systemd",)
@@ -171,11 +171,13 @@ def render(ctx: Context) -> Rendered:
         files[name] = template("systemd-avf/hook.j2", description=description, targets=targets,
                                on_remove=on_remove, command=command)
         sources.append(SourceFile(name, sha256(files[name]), f"/usr/share/libalpm/hooks/{name}"))
-    tag_expr = up.source_tag.format(pkgver="${pkgver}")
-    if up.source_tag.format(pkgver=rel.pkgver) != rel.tag:   # cannot happen with alpm_db; be literal then
-        tag_expr = rel.tag
+    # the tag as it follows from pkgver (the version token becomes the pkgver when finalized);
+    # literal when the two disagree (cannot happen with alpm_db)
+    tag = up.source_tag.format(pkgver=PKGVER_TOKEN)
+    if up.source_tag.format(pkgver=rel.pkgver) != rel.tag:
+        tag = rel.tag
     files["PKGBUILD"] = template("systemd-avf/PKGBUILD.j2", split=SPLIT, source_git=source_git,
-                                 tag_expr=tag_expr, commit=rel.commit, sources=sources,
+                                 tag=tag, commit=rel.commit, sources=sources,
                                  patch=ESP_PATCH, hooks=[s for s in sources if s.dest])
     if relax_env_supported(tree):
         note = (f"systemd {rel.pkgver} honours {RELAX_ENV} ({ESP_FILE}): setting {RELAX_ENV}=1 in the guest "
