@@ -314,13 +314,6 @@ def test_a_lock_made_for_the_crate_fits(avf):
      "guest/shutdown_runner: the lock has no path package shutdown_runner 0.1.0 (it has: shutdown_runner 0.2.0)"),
     ({"forwarder": reg("forwarder", "0.1.0", "vsock")},
      "libs/libforwarder: the lock has no path package forwarder 0.1.0 (it has: none)"),
-    ({"extra": reg("anyhow", "1.0.97"),
-      "root": local("shutdown_runner", "0.1.0", "anyhow", "clap", "forwarder", "log", "serde", "tempfile",
-                    "tonic", "tonic-build", "windows-sys")},
-     "guest/shutdown_runner: the lock lists anyhow 1.0.97 as a dependency of shutdown_runner 0.1.0, "
-     "but Cargo.toml does not ask for it"),
-    ({"stray": reg("regex", "1.11.1")},
-     "the lock has packages nothing depends on (cargo would drop them): regex 1.11.1"),
     ({"root": local("shutdown_runner", "0.1.0", "clap", "forwarder", "log", "serde", "tempfile", "tonic",
                     "tonic-build", "windows-sys", "nope")},
      "guest/shutdown_runner: the lock lists dependency 'nope' of shutdown_runner 0.1.0, "
@@ -330,6 +323,15 @@ def test_a_lock_that_does_not_fit_says_why_in_one_line(avf, override, reason):
     reasons = fits(avf, agent_lock(**override))
     assert reason in reasons, reasons
     assert all("\n" not in r for r in reasons)
+
+
+def test_left_over_entries_are_tolerated_as_cargo_build_locked_tolerates_them(avf):
+    """Measured with cargo 1.95: `cargo build --locked` accepts a lock that still lists a
+    dependency Cargo.toml dropped, or a package nothing reaches; so the kept lock stays."""
+    extra = agent_lock(extra=reg("anyhow", "1.0.97"), stray=reg("regex", "1.11.1"),
+                       root=local("shutdown_runner", "0.1.0", "anyhow", "clap", "forwarder", "log", "serde",
+                                  "tempfile", "tonic", "tonic-build", "windows-sys"))
+    assert fits(avf, extra) == []
 
 
 def test_optional_dependency_of_a_path_package_is_checked_only_when_locked(avf):
@@ -428,3 +430,22 @@ def test_unreadable_manifest_is_a_reason_not_an_exception(tmp_path):
     reasons = lock_fits(crate, read_lock(GOOD.encode()))
     assert len(reasons) == 1 and reasons[0].startswith("c: Cargo.toml cannot be read:")
     assert lock_fits(tmp_path / "missing", read_lock(GOOD.encode()))[0].endswith(f"not a directory inside {tmp_path / 'missing'}")
+
+
+@pytest.mark.parametrize("workspace", [False, True])
+def test_dev_dependencies_of_a_path_crate_count_only_for_workspace_members(tmp_path, workspace):
+    """As cargo 1.95 locks it: a path crate under the root crate's directory is a member
+    (its dev-dependencies locked) only when the root has a [workspace] table."""
+    crate = write(tmp_path / "app", {
+        "Cargo.toml": '[package]\nname = "app"\nversion = "0.1.0"\n[dependencies]\nsub = { path = "sub" }\n'
+                      + ("[workspace]\n" if workspace else ""),
+        "sub/Cargo.toml": '[package]\nname = "sub"\nversion = "0.1.0"\n[dev-dependencies]\nlog = "0.4"\n'})
+    without = read_lock(lock_text(local("app", "0.1.0", "sub"), local("sub", "0.1.0")).encode())
+    with_log = read_lock(lock_text(local("app", "0.1.0", "sub"), local("sub", "0.1.0", "log"),
+                                   reg("log", "0.4.26")).encode())
+    assert lock_fits(crate, with_log) == []
+    if workspace:
+        assert lock_fits(crate, without) == [
+            'sub: log = "0.4" but the lock has no log as a dependency of sub 0.1.0']
+    else:
+        assert lock_fits(crate, without) == []

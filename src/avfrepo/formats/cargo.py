@@ -9,9 +9,10 @@ What `lock_fits` checks is what `cargo build --locked` needs of the crate's own 
 the root package and every dependency the root and its path dependencies declare (registry,
 git and path ones, renames followed, every target's table) are locked at a version the
 requirement accepts, from the right kind of source, and listed as that package's dependency
-in the lock; no locked package is left that nothing reaches (cargo would drop it, and
-`--locked` refuses a lock it would change). The dependencies of registry and git packages are
-taken as locked: checking them needs the registry index, which is exactly what is offline.
+in the lock. Left-over entries (a dependency Cargo.toml no longer asks for, a package nothing
+reaches) are tolerated, as `cargo build --locked` 1.95 tolerates them (measured). The
+dependencies of registry and git packages are taken as locked: checking them needs the
+registry index, which is exactly what is offline.
 """
 
 from __future__ import annotations
@@ -352,19 +353,19 @@ def lock_fits(crate_dir: Path, lock: CargoLock, *, root: Path | None = None) -> 
         crate_real.relative_to(root_real)
     except (OSError, ValueError):
         return [f"{crate_dir}: not a directory inside {root}"]
-    checker = _Checker(lock, root_real)
+    checker = _Checker(lock, root_real, crate_real)
     checker.check(crate_real, member=True, expected_name=None)
-    checker.unreachable()
     return checker.reasons
 
 
 class _Checker:
-    def __init__(self, lock: CargoLock, root: Path):
+    def __init__(self, lock: CargoLock, root: Path, crate: Path):
         self.lock = lock
         self.root = root
+        self.crate = crate
+        self.workspace = False                  # the root crate has a [workspace] table
         self.reasons: list[str] = []
         self.done: dict[Path, LockedPackage | None] = {}
-        self.reached: set[int] = set()          # ids of locked packages something depends on
 
     def label(self, crate: Path) -> str:
         rel = crate.relative_to(self.root).as_posix()
@@ -392,6 +393,8 @@ class _Checker:
             if table in manifest:
                 self.reasons.append(f"{label}: [{table}] is not supported by the offline lock check")
         ws = manifest.get("workspace")
+        if expected_name is None:
+            self.workspace = isinstance(ws, dict)
         if isinstance(ws, dict) and ws.get("members"):
             self.reasons.append(f"{label}: [workspace] members are not supported by the offline lock check")
         if expected_name is not None and name != expected_name:
@@ -403,9 +406,7 @@ class _Checker:
             return None
         me = entries[0]
         self.done[crate] = me
-        self.reached.add(id(me))
-        deps, asked = self._deps(manifest, label, member)
-        self._check_deps(crate, label, me, deps, asked, member)
+        self._check_deps(crate, label, me, self._deps(manifest, label, member), member)
         return me
 
     def _manifest(self, crate: Path, label: str) -> dict | None:
@@ -415,10 +416,9 @@ class _Checker:
             self.reasons.append(f"{label}: Cargo.toml cannot be read: {exc}")
             return None
 
-    def _deps(self, manifest: dict, label: str, member: bool) -> tuple[list[_Dep], set[str]]:
-        """The dependencies to check, and every name the manifest asks for (refused ones too)."""
+    def _deps(self, manifest: dict, label: str, member: bool) -> list[_Dep]:
         tables: list[tuple[str, object]] = []
-        # dev-dependencies are resolved for workspace members only (the root crate here)
+        # dev-dependencies are resolved for workspace members only (see _is_member)
         names = _DEP_TABLES + (_DEV_TABLES if member else ())
         tables += [(t, manifest[t]) for t in names if t in manifest]
         targets = manifest.get("target", {})
@@ -427,18 +427,15 @@ class _Checker:
                 if isinstance(body, dict):
                     tables += [(f"target.{target!r}.{t}", body[t]) for t in names if t in body]
         deps: list[_Dep] = []
-        asked: set[str] = set()
         for where, table in tables:
             if not isinstance(table, dict):
                 self.reasons.append(f"{label}: [{where}] is not a table")
                 continue
             for key, spec in table.items():
-                renamed = spec.get("package") if isinstance(spec, dict) else None
-                asked.add(renamed if isinstance(renamed, str) else key)
                 dep = self._dep(key, spec, label, where)
                 if dep is not None:
                     deps.append(dep)
-        return deps, asked
+        return deps
 
     def _dep(self, key: str, spec: object, label: str, where: str) -> _Dep | None:
         def refuse(why: str) -> None:
@@ -490,8 +487,7 @@ class _Checker:
             return None
         return _Dep(key, package, req, "registry", optional=optional, spelled=spelled)
 
-    def _check_deps(self, crate: Path, label: str, me: LockedPackage, deps: list[_Dep], asked: set[str],
-                    member: bool) -> None:
+    def _check_deps(self, crate: Path, label: str, me: LockedPackage, deps: list[_Dep], member: bool) -> None:
         listed: list[LockedPackage] = []
         for entry in me.dependencies:
             found = self.lock.resolve(entry)
@@ -502,12 +498,13 @@ class _Checker:
                 listed.append(found)
         for dep in deps:
             candidates = [p for p in listed if p.name == dep.package]
-            self.reached.update(id(p) for p in candidates)
             if dep.kind == "path":
+                if dep.optional and not member and not candidates:
+                    continue                       # a feature nothing turns on: not locked
                 target = self._path_target(crate, label, dep)
                 if target is None:
                     continue
-                entry = self.check(target, member=False, expected_name=dep.package)
+                entry = self.check(target, member=self._is_member(target), expected_name=dep.package)
                 if entry is None:
                     continue
                 if entry not in candidates:
@@ -534,10 +531,12 @@ class _Checker:
             if not any(dep.req is None or dep.req.matches(p.semver) for p in fitting):
                 self.reasons.append(f"{label}: {dep.spelled} but the lock has "
                                     + ", ".join(str(p) for p in fitting))
-        for p in listed:
-            if p.name not in asked:
-                self.reasons.append(f"{label}: the lock lists {p} as a dependency of {me}, "
-                                    "but Cargo.toml does not ask for it")
+
+    def _is_member(self, target: Path) -> bool:
+        """With a [workspace] table in the root crate, path dependencies under its directory
+        are members (their dev- and optional dependencies are locked too); without one, only
+        the root crate is (measured with cargo 1.95)."""
+        return self.workspace and target.is_relative_to(self.crate)
 
     def _path_target(self, crate: Path, label: str, dep: _Dep) -> Path | None:
         spelled = f"{dep.key} = {{ path = {dep.path!r} }}"
@@ -569,24 +568,6 @@ class _Checker:
             return query == ""
         kind, value = dep.git_ref
         return query == f"{kind}={value}"
-
-    def unreachable(self) -> None:
-        # what the checked packages reach, followed through the lock's own dependency lists
-        todo = [p for p in self.lock.packages if id(p) in self.reached]
-        seen = {id(p) for p in todo}
-        while todo:
-            p = todo.pop()
-            for entry in p.dependencies:
-                q = self.lock.resolve(entry)
-                if q is not None and id(q) not in seen:
-                    seen.add(id(q))
-                    todo.append(q)
-        if not self.done or not any(self.done.values()):
-            return                     # the root itself was not found: that reason says enough
-        left = [str(p) for p in self.lock.packages if id(p) not in seen]
-        if left:
-            self.reasons.append(f"the lock has packages nothing depends on (cargo would drop them): "
-                                + ", ".join(left))
 
 
 def _canonical_git(url: str) -> str:
