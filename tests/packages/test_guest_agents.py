@@ -556,3 +556,66 @@ def test_adapt_unit_reports_each_change_and_leaves_arch_units_alone():
     assert changes == ["binaries moved to /usr/bin", "virtiofs_internal.service -> mnt-internal.mount"]
     same, none = guest_agents.adapt_unit("[Service]\nExecStart=/usr/bin/x\n")
     assert none == [] and same == "[Service]\nExecStart=/usr/bin/x\n"
+
+
+def keep_locks(cfg, rendered) -> None:
+    """The locks of a render, committed next to the PKGBUILD as sync leaves them."""
+    d = cfg.pkgbuilds / guest_agents.NAME
+    d.mkdir(parents=True, exist_ok=True)
+    for svc in guest_agents.SERVICES:
+        (d / guest_agents.lock_name(svc)).write_bytes(rendered.files[guest_agents.lock_name(svc)])
+
+
+def test_kept_lock_that_fits_is_reused_without_running_cargo(cfg, avf, tmp_path, monkeypatch):
+    """The fit is checked offline (formats.cargo): no cargo, no crates.io needed to reuse it."""
+    keep_locks(cfg, render_at(cfg, avf))
+    rel = release(cfg, avf)
+    tree = agents_tree(cfg, avf, rel)
+    nowhere = tmp_path / "no-tools"
+    nowhere.mkdir()
+    monkeypatch.setenv("PATH", str(nowhere))          # cargo cannot run: reuse must not need it
+    locks = guest_agents.generate_locks(Context(cfg, {"avf": rel}, {"avf": tree}), tree, rel.version)
+    for svc in guest_agents.SERVICES:
+        assert locks[svc] == (cfg.pkgbuilds / guest_agents.NAME / guest_agents.lock_name(svc)).read_bytes()
+
+
+def new_registry_dependency(avf) -> None:
+    toml = (avf.path / "guest/shutdown_runner/Cargo.toml").read_text()
+    avf.commit({"guest/shutdown_runner/Cargo.toml": toml + '\n[dependencies]\nlog = "0.4.22"\n'}, "log")
+    avf.tag("android-16.0.0_r11")
+
+
+MISFIT = ('cannot generate the Cargo.lock of guest/shutdown_runner at android-16.0.0_r11: the kept lock no '
+          'longer fits (guest/shutdown_runner: log = "0.4.22" but the lock has no log as a dependency of '
+          'shutdown_runner 1.0.0) and crates.io cannot be reached to make a new one')
+
+
+def test_misfit_lock_while_offline_says_crates_io_cannot_be_reached(cfg, avf):
+    keep_locks(cfg, render_at(cfg, avf))
+    new_registry_dependency(avf)
+    with pytest.raises(RenderProblem) as err:            # CARGO_NET_OFFLINE=true (the fixture)
+        render_at(cfg, avf)
+    assert str(err.value).startswith(MISFIT + " (cargo: you're using offline mode)"), str(err.value)
+    assert "cargo is needed" not in str(err.value)
+
+
+def test_misfit_lock_when_the_registry_does_not_answer_says_crates_io_cannot_be_reached(cfg, avf, monkeypatch):
+    """Online mode, but every connection is refused (a proxy on a closed port of 127.0.0.1):
+    cargo's own network-failure output is recognised."""
+    keep_locks(cfg, render_at(cfg, avf))
+    new_registry_dependency(avf)
+    monkeypatch.delenv("CARGO_NET_OFFLINE")
+    monkeypatch.setenv("CARGO_HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("CARGO_NET_RETRY", "0")
+    with pytest.raises(RenderProblem) as err:
+        render_at(cfg, avf)
+    assert str(err.value).startswith(MISFIT + " (cargo: "), str(err.value)
+
+
+def test_no_kept_lock_while_offline_names_crates_io(cfg, avf):
+    new_registry_dependency(avf)
+    with pytest.raises(RenderProblem) as err:
+        render_at(cfg, avf)
+    assert ("cannot generate the Cargo.lock of guest/shutdown_runner at android-16.0.0_r11: no lock is kept "
+            "from an earlier sync (avf-guest-agents/shutdown_runner.Cargo.lock) and crates.io cannot be "
+            "reached to make a new one") in str(err.value)

@@ -31,6 +31,7 @@ does not apply, a lock that cannot be kept or made.
 from __future__ import annotations
 
 import difflib
+import os
 import posixpath
 import re
 import shutil
@@ -44,6 +45,7 @@ import git
 from ..checkout import Snapshot, check_path, listing
 from ..config import AVF_URL
 from ..errors import ToolError
+from ..formats import cargo as cargo_format
 from ..run import run
 from . import Context, RenderProblem, Rendered, SourceFile, UnsafeValue, plain_name, sha256, template
 
@@ -307,11 +309,14 @@ def lock_name(service: str) -> str:
 
 
 def generate_locks(ctx: Context, tree: Path, version: str, crates=tuple(SERVICES)) -> dict[str, bytes]:
-    """service -> the Cargo.lock cargo generates for guest/<service> at this checkout.
+    """crate -> the Cargo.lock guest/<crate> is built with at this checkout.
 
-    cargo runs on a scratch copy (never in the cached checkout) with each crate's
-    .cargo/config.toml removed, as the PKGBUILD's prepare() does. CARGO_NET_OFFLINE is taken
-    from the environment: registry dependencies are resolved online in production.
+    The lock kept from the last sync is reused, without running cargo, while it still fits
+    the crate (formats.cargo.lock_fits, offline). Otherwise cargo generates one on a scratch
+    copy (never in the cached checkout) with each crate's .cargo/config.toml removed, as the
+    PKGBUILD's prepare() does; that needs crates.io for registry dependencies. When crates.io
+    cannot be reached (cargo's network failure, or CARGO_NET_OFFLINE=true) the refusal says
+    why the kept lock no longer fits and that crates.io is out of reach.
     """
     env = {"CARGO_HOME": str(ctx.config.cache / "cargo-home")}
     locks: dict[str, bytes] = {}
@@ -323,37 +328,56 @@ def generate_locks(ctx: Context, tree: Path, version: str, crates=tuple(SERVICES
             crate = scratch / "guest" / service
             (crate / ".cargo" / "config.toml").unlink(missing_ok=True)
             (crate / "Cargo.lock").unlink(missing_ok=True)
-            if _previous_lock_still_fits(ctx, crate, service, env):
-                locks[service] = (crate / "Cargo.lock").read_bytes()
+            kept, misfits = _previous_lock_still_fits(ctx, crate, service, scratch)
+            if kept is not None:
+                locks[service] = kept
                 continue
             try:
                 run(["cargo", "generate-lockfile", "--manifest-path", crate / "Cargo.toml"],
                     cwd=crate, env=env, timeout=900,
                     hint="cargo (rustup or Arch's/Debian's cargo) is needed by sync for avf-guest-agents")
             except ToolError as exc:
+                offline = os.environ.get("CARGO_NET_OFFLINE", "").strip().lower() == "true"
+                hit = _NETWORK_FAILURE.search(exc.output)
+                if exc.returncode not in (None, 127) and (hit or offline):
+                    why = ("the kept lock no longer fits (" + "; ".join(misfits) + ")" if misfits
+                           else f"no lock is kept from an earlier sync ({NAME}/{lock_name(service)})")
+                    said = f"cargo: {hit.group(0)}" if hit else "CARGO_NET_OFFLINE=true"
+                    raise RenderProblem(f"cannot generate the Cargo.lock of guest/{service} at {version}: {why} "
+                                        f"and crates.io cannot be reached to make a new one ({said})") from None
                 raise RenderProblem(f"cannot generate the Cargo.lock of guest/{service} at {version}: {exc}") from None
             locks[service] = (crate / "Cargo.lock").read_bytes()
     return locks
 
 
-def _previous_lock_still_fits(ctx: Context, crate: Path, service: str, env: dict[str, str]) -> bool:
-    """Keep the committed Cargo.lock while it still satisfies the crate's Cargo.toml.
+# what cargo says when the registry is out of reach (curl errors, offline mode), seen on 1.95
+_NETWORK_FAILURE = re.compile(
+    r"download of config\.json failed|failed to download from `[^`]*`|failed to fetch `https?://[^`]*`"
+    r"|Could(?: not|n't) (?:resolve host\w*|connect to server)|[Ff]ailed to connect to [^\s:]+"
+    r"|Connection refused|spurious network error|network failure|Operation timed out"
+    r"|you're using offline mode|attempting to make an HTTP request, but --offline was specified")
+
+
+def _previous_lock_still_fits(ctx: Context, crate: Path, service: str,
+                              root: Path) -> tuple[bytes | None, list[str]]:
+    """(the kept lock, []) while the committed Cargo.lock still satisfies the crate's
+    Cargo.toml; (None, why not) otherwise; (None, []) when no lock is kept.
 
     Generating afresh on every sync would pick up every new release of every registry
-    dependency, change the inputs and bump pkgrel with no upstream change at all. The old
-    lock is kept when `cargo metadata --locked` accepts it; a changed Cargo.toml (new or
-    changed dependencies) makes cargo refuse it, and then a new lock is generated.
+    dependency, change the inputs and bump pkgrel with no upstream change at all. The check
+    is offline (no cargo, no crates.io): formats.cargo.lock_fits on the crate and the path
+    dependencies it reaches inside root (the scratch copy of the checkout).
     """
     previous = ctx.config.pkgbuilds / NAME / lock_name(service)
     if not previous.is_file():
-        return False
-    shutil.copyfile(previous, crate / "Cargo.lock")
-    res = run(["cargo", "metadata", "--locked", "--format-version", "1", "--manifest-path", crate / "Cargo.toml"],
-              cwd=crate, env=env, timeout=900, check=False)
-    if res.returncode == 0:
-        return True
-    (crate / "Cargo.lock").unlink(missing_ok=True)
-    return False
+        return None, []
+    data = previous.read_bytes()
+    try:
+        lock = cargo_format.read_lock(data)
+    except cargo_format.CargoFormatError as exc:
+        return None, [f"{NAME}/{lock_name(service)} cannot be read: {exc}"]
+    misfits = cargo_format.lock_fits(crate, lock, root=root)
+    return (None, misfits) if misfits else (data, [])
 
 
 # -- packaging patches ----------------------------------------------------------------------
