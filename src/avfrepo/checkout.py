@@ -173,14 +173,30 @@ class Snapshot:
             return False
 
 
+_LISTINGS: dict[tuple[str, str, str], tuple[str, ...]] = {}
+
+
 def listing(repo: git.Repo | Path, prefix: str = "", rev: str = "HEAD") -> list[str]:
     """Every file path under `prefix` at `rev` of a (sparse, blobless) checkout, read from its
-    tree objects: what exists upstream, not just what is checked out."""
+    tree objects: what exists upstream, not just what is checked out.
+
+    A commit's trees never change: listings are kept per (repository, commit, prefix) for
+    the process, so computing paths and rendering list guest/ once."""
     repo = repo if isinstance(repo, git.Repo) else git.Repo(repo)
+    commit = rev
+    if rev == "HEAD":
+        head = (Path(repo.git_dir) / "HEAD").read_text().strip()
+        commit = head if re.fullmatch(r"[0-9a-f]{40}", head) else ""
+    key = (repo.git_dir, commit, prefix)
+    if commit and key in _LISTINGS:
+        return list(_LISTINGS[key])
     args = ["-r", "--name-only", "-z", "--full-tree", rev]
     if prefix:
         args += ["--", check_path(prefix) + "/"]
-    return [p for p in repo.git.ls_tree(*args).split("\0") if p]
+    found = [p for p in repo.git.ls_tree(*args).split("\0") if p]
+    if commit and re.fullmatch(r"[0-9a-f]{40}", commit):
+        _LISTINGS[key] = tuple(found)
+    return found
 
 
 def tree_for(snapshot: Snapshot, specs: Iterable[TreeSpec]) -> Path:

@@ -320,18 +320,23 @@ def generate_locks(ctx: Context, tree: Path, version: str, crates=tuple(SERVICES
     """
     env = {"CARGO_HOME": str(ctx.config.cache / "cargo-home")}
     locks: dict[str, bytes] = {}
+    misfit: dict[str, list[str]] = {}
+    for service in crates:           # read-only on the checkout: no copy while every kept lock fits
+        kept, misfits = _previous_lock_still_fits(ctx, tree / "guest" / service, service, tree)
+        if kept is not None:
+            locks[service] = kept
+        else:
+            misfit[service] = misfits
+    if not misfit:
+        return {c: locks[c] for c in crates}
     with tempfile.TemporaryDirectory(prefix="avfrepo-cargo-lock-") as tmp:
         scratch = Path(tmp) / "avf"
         # the work tree holds exactly what the crates read (agent_paths)
         shutil.copytree(tree, scratch, symlinks=True, ignore=shutil.ignore_patterns(".git"))
-        for service in crates:
+        for service, misfits in misfit.items():
             crate = scratch / "guest" / service
             (crate / ".cargo" / "config.toml").unlink(missing_ok=True)
             (crate / "Cargo.lock").unlink(missing_ok=True)
-            kept, misfits = _previous_lock_still_fits(ctx, crate, service, scratch)
-            if kept is not None:
-                locks[service] = kept
-                continue
             try:
                 run(["cargo", "generate-lockfile", "--manifest-path", crate / "Cargo.toml"],
                     cwd=crate, env=env, timeout=900,
@@ -347,7 +352,7 @@ def generate_locks(ctx: Context, tree: Path, version: str, crates=tuple(SERVICES
                                         f"and crates.io cannot be reached to make a new one ({said})") from None
                 raise RenderProblem(f"cannot generate the Cargo.lock of guest/{service} at {version}: {exc}") from None
             locks[service] = (crate / "Cargo.lock").read_bytes()
-    return locks
+    return {c: locks[c] for c in crates}
 
 
 # what cargo says when the registry is out of reach (curl errors, offline mode), seen on 1.95
@@ -366,7 +371,7 @@ def _previous_lock_still_fits(ctx: Context, crate: Path, service: str,
     Generating afresh on every sync would pick up every new release of every registry
     dependency, change the inputs and bump pkgrel with no upstream change at all. The check
     is offline (no cargo, no crates.io): formats.cargo.lock_fits on the crate and the path
-    dependencies it reaches inside root (the scratch copy of the checkout).
+    dependencies it reaches inside root (the checkout).
     """
     previous = ctx.config.pkgbuilds / NAME / lock_name(service)
     if not previous.is_file():
