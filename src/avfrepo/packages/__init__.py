@@ -66,24 +66,22 @@ def _words(values) -> Checked:
     return Checked(" ".join(_word(v) for v in values))
 
 
-def _sh(value: object) -> Checked:
-    """One shell word: the value single-quoted for bash (no control characters at all)."""
-    text = str(value)
-    if _CONTROL.search(text):
-        raise UnsafeValue(f"value {text!r} holds control characters: refused")
-    return Checked(shlex.quote(text) if text else "''")
-
-
-def _shwords(values) -> Checked:
-    return Checked(" ".join(_sh(v) for v in values))
-
-
 def _line(value: object) -> Checked:
     """One line of a non-shell file (a unit, a preset, a pacman hook): no control characters."""
     text = str(value)
     if _CONTROL.search(text):
         raise UnsafeValue(f"value {text!r} holds control characters: refused")
     return Checked(text)
+
+
+def _sh(value: object) -> Checked:
+    """One shell word: the value single-quoted for bash (no control characters at all)."""
+    text = _line(value)
+    return Checked(shlex.quote(text) if text else "''")
+
+
+def _shwords(values) -> Checked:
+    return Checked(" ".join(_sh(v) for v in values))
 
 
 def _finalize(value: object) -> object:
