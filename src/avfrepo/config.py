@@ -107,10 +107,28 @@ class KernelOrgUpstream:
     url: str = KERNEL_RELEASES_JSON
     kind: str = "kernel-org"
     net: NetPolicy = NetPolicy()
+    max_version: str | None = None   # escape hatch: never newer than this point release
+    pin: str | None = None           # escape hatch: exactly this point release
 
 
-UpstreamConfig = GitTagsUpstream | AlpmDbUpstream | KernelOrgUpstream
-UPSTREAM_KINDS = ("git-tags", "alpm-db", "kernel-org")
+ALARM_PKGBUILDS = "alarm-pkgbuilds"
+ALARM_PKGBUILDS_URL = "https://github.com/archlinuxarm/PKGBUILDs"
+
+
+@dataclass(frozen=True)
+class GitBranchUpstream:
+    """The head of one branch of a git repository whose files packages derive from (Arch Linux
+    ARM's PKGBUILDs: systemd-avf and linux-avf read core/systemd and core/linux-aarch64)."""
+
+    name: str
+    url: str
+    branch: str = "master"
+    kind: str = "git-branch"
+    net: NetPolicy = GIT_NET
+
+
+UpstreamConfig = GitTagsUpstream | AlpmDbUpstream | KernelOrgUpstream | GitBranchUpstream
+UPSTREAM_KINDS = ("git-tags", "alpm-db", "kernel-org", "git-branch")
 
 
 @dataclass(frozen=True)
@@ -335,13 +353,34 @@ def _kernel_org(name: str, t: _Table) -> KernelOrgUpstream:
         url = t.get("url", str, KERNEL_STABLE_GIT).strip()
         if not url:
             raise t._err("url", "must not be empty")
+    pins = {}
+    for key in ("max_version", "pin"):
+        value = t.get(key, str, None)
+        if value is None:
+            continue
+        if not re.fullmatch(re.escape(series) + r"(\.\d+)?", value):
+            raise t._err(key, f"must be a release of series {series} such as {series}.187, got {value!r}")
+        pins[key] = value
+    if len(pins) == 2:
+        raise t._err("pin", "set one of them: pin is one exact release, max_version caps the series")
     return KernelOrgUpstream(name=name, series=series, method=method, url=url,
-                             net=_net(t, GIT_NET if method == "git-tags" else NetPolicy()))
+                             net=_net(t, GIT_NET if method == "git-tags" else NetPolicy()), **pins)
+
+
+def _git_branch(name: str, t: _Table) -> GitBranchUpstream:
+    url = t.get("url", str, ALARM_PKGBUILDS_URL if name == ALARM_PKGBUILDS else None,
+                required=name != ALARM_PKGBUILDS).strip()
+    if not url:
+        raise t._err("url", "must not be empty")
+    branch = _word(t, "branch", "master", r"[A-Za-z0-9][A-Za-z0-9._/-]*", "a branch name like master")
+    if ".." in branch or branch.endswith((".lock", "/")):
+        raise t._err("branch", f"must be a branch name like master, got {branch!r}")
+    return GitBranchUpstream(name=name, url=url, branch=branch, net=_net(t, GIT_NET))
 
 
 def _upstream(name: str, t: _Table) -> UpstreamConfig:
-    kind = t.choice("kind", UPSTREAM_KINDS, "git-tags")
-    parsers = {"git-tags": _git_tags, "alpm-db": _alpm_db, "kernel-org": _kernel_org}
+    kind = t.choice("kind", UPSTREAM_KINDS, "git-branch" if name == ALARM_PKGBUILDS else "git-tags")
+    parsers = {"git-tags": _git_tags, "alpm-db": _alpm_db, "kernel-org": _kernel_org, "git-branch": _git_branch}
     upstream = parsers[kind](name, t)
     t.finish()
     return upstream

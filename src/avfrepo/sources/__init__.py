@@ -49,6 +49,7 @@ SOURCES: dict[str, str] = {
     "git-tags": "git_tags",
     "alpm-db": "alpm_db",
     "kernel-org": "kernel_org",
+    "git-branch": "git_branch",
 }
 
 MAX_WORKERS = 8
