@@ -543,3 +543,25 @@ def test_kernel_pins(tmp_path):
     assert (cfg.upstream("kernel").max_version, cfg.upstream("kernel").pin) == ("6.1.187", None)
     cfg = load_text(tmp_path, '[upstreams.kernel]\nkind = "kernel-org"\npin = "6.1.135"\n')
     assert (cfg.upstream("kernel").max_version, cfg.upstream("kernel").pin) == (None, "6.1.135")
+
+
+def test_carried_patches(tmp_path):
+    cfg = load_text(tmp_path, '[[packages.linux-avf.carry]]\nfile = "balloon-rebased.patch"\n'
+                              'replaces = "avf/arm64-balloon.patch"\n\n'
+                              '[[packages.linux-avf.carry]]\nfile = "extra.patch"\n')
+    assert cfg.carry == {"linux-avf": (config.CarriedPatch("balloon-rebased.patch", "avf/arm64-balloon.patch"),
+                                       config.CarriedPatch("extra.patch", None))}
+    assert load_text(tmp_path, "").carry == {}
+
+
+@pytest.mark.parametrize("text, reason", [
+    ('[[packages.linux-avf.carry]]\nfile = "../x.patch"\n', "plain *.patch name"),
+    ('[[packages.linux-avf.carry]]\nfile = "x.sh"\n', "plain *.patch name"),
+    ('[[packages.linux-avf.carry]]\nfile = "x.patch"\nreplaces = "../y"\n', "replaces must be a series entry"),
+    ('[[packages.linux-avf.carry]]\nfile = "x.patch"\nwhy = "y"\n', "entry 1 must be"),
+    ('[[packages.linux-avf.carry]]\nfile = "x.patch"\n[[packages.linux-avf.carry]]\nfile = "x.patch"\n', "carried twice"),
+    ('[packages.linux-avf]\ncarry = "x.patch"\n', "must be a list"),
+    ('[packages.linux-avf]\nkeep = 1\n', "unknown key"),
+])
+def test_bad_carried_patches(tmp_path, text, reason):
+    assert reason in config_error(tmp_path, text)

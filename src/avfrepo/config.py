@@ -181,6 +181,7 @@ class Config:
     build: BuildConfig
     upstreams: dict[str, UpstreamConfig] = field(default_factory=dict)
     enabled: tuple[str, ...] | None = None     # [packages] enable; None = every package avfrepo knows
+    carry: dict[str, tuple["CarriedPatch", ...]] = field(default_factory=dict)   # [packages.<name>] carry
     image: "ImageConfig | None" = None         # [image]; None = the defaults (see ImageConfig)
 
     @property
@@ -197,6 +198,16 @@ class Config:
             return self.upstreams[name]
         except KeyError:
             raise ConfigError(f"{self.file}: [upstreams.{name}] is required but missing") from None
+
+
+@dataclass(frozen=True)
+class CarriedPatch:
+    """A maintainer's own patch for a package's upstream series ([[packages.<name>.carry]]): the
+    file, committed in pkgbuilds/<name>/, replaces the series entry `replaces` while that one
+    does not apply, or (no `replaces`) is applied after the series."""
+
+    file: str
+    replaces: str | None = None
 
 
 @dataclass(frozen=True)
@@ -443,12 +454,41 @@ def parse(data: dict[str, Any], file: Path | None, root: Path) -> Config:
     if enabled is not None and (not isinstance(enabled, list) or not enabled
                                 or not all(isinstance(n, str) and n for n in enabled)):
         raise pk._err("enable", f"must be a non-empty list of package names, got {enabled!r}")
+    carry: dict[str, tuple[CarriedPatch, ...]] = {}
+    for pname in [k for k in pk.data if k != "enable"]:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9@._+-]*", pname) or not isinstance(pk.data[pname], dict):
+            raise pk._err(pname, "unknown key (known: enable, and [packages.<package>] tables)")
+        carry[pname] = _carry(pk.table(pname))
     pk.finish()
     image = _image(top.table("image"), root, cache) if "image" in top.data else None
     top.finish()
     return Config(file=file, root=root, pkgbuilds=pkgbuilds, cache=cache, logs=logs, repo=repo,
                   signing=signing, build=build, upstreams=upstreams, enabled=tuple(enabled) if enabled else None,
+                  carry={k: v for k, v in carry.items() if v},
                   image=image)
+
+
+def _carry(t: _Table) -> tuple[CarriedPatch, ...]:
+    raw = t.get("carry", list, [])
+    if not isinstance(raw, list):
+        raise t._err("carry", "must be a list of {file = \"x.patch\"[, replaces = \"series entry\"]} tables")
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or set(item) - {"file", "replaces"} or not isinstance(item.get("file"), str) \
+                or not isinstance(item.get("replaces", ""), str):
+            raise t._err("carry", f"entry {i + 1} must be {{file = \"x.patch\"[, replaces = \"...\"]}}, got {item!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*\.(patch|diff)", item["file"]):
+            raise t._err("carry", f"entry {i + 1}: file must be a plain *.patch name in pkgbuilds/<package>/, "
+                                  f"got {item['file']!r}")
+        rep = item.get("replaces")
+        if rep is not None and (not re.fullmatch(r"[A-Za-z0-9._+/-]+", rep) or ".." in rep.split("/")):
+            raise t._err("carry", f"entry {i + 1}: replaces must be a series entry like avf/x.patch, got {rep!r}")
+        out.append(CarriedPatch(item["file"], rep))
+    files = [c.file for c in out]
+    if len(set(files)) != len(files):
+        raise t._err("carry", "a file is carried twice")
+    t.finish()
+    return tuple(out)
 
 
 def _image(t: _Table, root: Path, cache: Path) -> ImageConfig:
