@@ -17,6 +17,7 @@ APT_PACKAGES=(
   libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev libssl-dev pkgconf gcc
   python3-dev python3-venv e2fsprogs file
   dosfstools mtools pigz tar gzip
+  linux-source-6.1 make flex bison xz-utils patch
 )
 
 need_apt=()

@@ -29,7 +29,7 @@ def test_render_checksums_every_source_and_ships_no_agent_unit(cfg):
     assert f"pkgver={PKGVER_TOKEN}" in pkgbuild and f"pkgrel={PKGREL_TOKEN}" in pkgbuild
     names = re.search(r"source=\((.*?)\)", pkgbuild, re.S).group(1).split()
     sums = re.search(r"sha256sums=\((.*?)\)", pkgbuild, re.S).group(1).split()
-    assert len(names) == len(sums) == len(avf_config.STATIC) + 1
+    assert len(names) == len(sums) == len(avf_config.STATIC) + 1 + 4     # + the ESP relax files
     for name, digest in zip(names, sums):
         assert hashlib.sha256(r.files[name]).hexdigest() == digest, name
     # an agent's unit is its package's (avf-guest-agents): avf-config neither ships nor enables one
@@ -68,3 +68,22 @@ def test_avahi_runs_without_ipv6_from_our_own_config(cfg):
     dests = dict(avf_config.STATIC.values())
     assert "/usr/lib/systemd/system/avahi-daemon.service.d/avf.conf" in dests
     assert "/usr/share/avf-config/avahi-daemon.conf" in dests
+
+
+def test_without_systemd_avf_the_image_relaxes_the_esp_check_where_bootctl_runs(cfg):
+    """cfg enables avf-config and avf-keyring only: systemd-avf is not installed, so the
+    variable systemd honours is set for the manager, user sessions, login shells and sudo."""
+    files = render_at(cfg).files
+    assert "DefaultEnvironment=SYSTEMD_RELAX_ESP_CHECKS=1" in files["relax-system.conf"].decode()
+    assert "export SYSTEMD_RELAX_ESP_CHECKS=1" in files["relax-profile.sh"].decode()
+    assert 'env_keep += "SYSTEMD_RELAX_ESP_CHECKS"' in files["avf-relax.sudoers"].decode()
+    pkgbuild = files["PKGBUILD"].decode()
+    assert '"$pkgdir"/usr/lib/systemd/system.conf.d/50-avf-relax-esp-checks.conf' in pkgbuild
+    assert '"$pkgdir"/etc/sudoers.d/avf-relax-esp-checks' in pkgbuild
+
+
+def test_with_systemd_avf_enabled_nothing_is_relaxed(cfg):
+    import dataclasses
+    with_systemd = dataclasses.replace(cfg, enabled=("avf-config", "systemd-avf"))
+    files = avf_config.render(Context(with_systemd, {"avf": latest(cfg.upstream("avf"))}, {})).files
+    assert not [n for n in files if "relax" in n]

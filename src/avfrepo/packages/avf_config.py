@@ -5,6 +5,10 @@ this project's own templates, after what the Debian image of AVF does (facts fil
 guest agents' units are not here: each agent package ships and presets its own (Arch puts a
 unit with the binary it runs), so avf-config never enables a unit nobody installed.
 
+When systemd-avf is not among the enabled packages, avf-config sets SYSTEMD_RELAX_ESP_CHECKS=1
+where bootctl and systemd-boot-update run (systemd_avf.relax_dropins; systemd honours it:
+sync's report on systemd-avf says whether the tracked version does) and lets sudo keep it.
+
 Its version follows AVF's release (the Terminal app it fits), though it reads none of AVF's
 files: a new AVF tag with the same templates changes no input and bumps nothing.
 """
@@ -12,7 +16,7 @@ files: a new AVF tag with the same templates changes no input and bumps nothing.
 from __future__ import annotations
 
 from ..config import AVF_URL
-from . import Context, Rendered, SourceFile, sha256, template
+from . import Context, Rendered, SourceFile, sha256, systemd_avf, template
 
 NAME = "avf-config"
 UPSTREAMS = ("avf",)
@@ -40,6 +44,11 @@ ENABLED = ("ttyd.service", "avahi_ttyd.service", "avahi-daemon.service", "mnt-in
            "systemd-resolved.service")
 
 
+def relaxes_esp_checks(ctx: Context) -> bool:
+    """An image without systemd-avf relies on systemd's SYSTEMD_RELAX_ESP_CHECKS instead."""
+    return ctx.config.enabled is not None and systemd_avf.NAME not in ctx.config.enabled
+
+
 def render(ctx: Context) -> Rendered:
     release = ctx.releases["avf"]
     files: dict[str, bytes] = {}
@@ -47,6 +56,14 @@ def render(ctx: Context) -> Rendered:
     for name, (dest, mode) in STATIC.items():
         files[name] = template(f"avf-config/{name}", repo=ctx.config.repo.name)
         sources.append(SourceFile(name, sha256(files[name]), dest, mode))
+    if relaxes_esp_checks(ctx):
+        for dest, data in systemd_avf.relax_dropins().items():
+            name = "relax-" + systemd_avf.RELAX_DROPINS[dest].rsplit("/", 1)[-1]    # relax-system.conf, ...
+            files[name] = data
+            sources.append(SourceFile(name, sha256(data), "/" + dest))
+        files["avf-relax.sudoers"] = template("avf-config/avf-relax.sudoers")
+        sources.append(SourceFile("avf-relax.sudoers", sha256(files["avf-relax.sudoers"]),
+                                  "/etc/sudoers.d/avf-relax-esp-checks", "440"))
     files["80-avf.preset"] = template("avf-config/80-avf.preset", units=list(ENABLED))
     sources.append(SourceFile("80-avf.preset", sha256(files["80-avf.preset"]),
                               "/usr/lib/systemd/system-preset/80-avf.preset"))
