@@ -236,7 +236,8 @@ def test_sync_of_one_upstream_asks_that_upstream_alone(tmp_path, avf, signing_ho
     extra = (f'\n[upstreams.ttyd]\nkind = "git-tags"\nurl = "{gone}/ttyd"\ntag_pattern = \'^(\\d+)\\.(\\d+)\\.(\\d+)$\'\n'
              f'\n[upstreams.libwebsockets]\nkind = "git-tags"\nurl = "{gone}/lws"\ntag_pattern = \'^v(4)\\.(\\d+)\\.(\\d+)$\'\n'
              '\n[upstreams.kernel]\nkind = "kernel-org"\nseries = "6.1"\nmethod = "releases-json"\n'
-             'url = "http://127.0.0.1:9/releases.json"\n')
+             'url = "http://127.0.0.1:9/releases.json"\n'
+             f'\n[upstreams.alarm-pkgbuilds]\nkind = "git-branch"\nurl = "{gone}/PKGBUILDs"\nbranch = "master"\n')
     cfg = config_mod.load(write_config(tmp_path / "avfrepo.toml", avf.url, signing_home, extra=extra,
                                        enable=("avf-config", "ttyd-avf", "linux-avf", "avf-guest-agents")))
     with pytest.raises(UpstreamError):
@@ -245,6 +246,6 @@ def test_sync_of_one_upstream_asks_that_upstream_alone(tmp_path, avf, signing_ho
     assert set(report.upstreams) == {"avf"}
     assert actions(report) == {"avf-config": "new", "avf-guest-agents": "new"}
     assert set(report.skipped) == {"ttyd-avf", "linux-avf"}
-    assert "also reads kernel" in report.skipped["linux-avf"]
+    assert "also reads alarm-pkgbuilds, kernel," in report.skipped["linux-avf"]
     assert "also reads ttyd," in report.skipped["ttyd-avf"]
     assert report.to_json()["skipped"] == report.skipped
