@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -47,6 +48,16 @@ def replace_dir(target: Path, files: dict[str, bytes], modes: dict[str, int] | N
         if old.exists() and not target.exists():
             os.replace(old, target)
         raise
+
+
+def link_or_copy(src: Path, dest: Path) -> None:
+    """A hard link to src at dest, or a copy when they are on different file systems (EXDEV)."""
+    try:
+        os.link(src, dest)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        shutil.copy2(src, dest)
 
 
 def read_tree(root: Path) -> dict[str, bytes]:

@@ -33,8 +33,8 @@ from .. import provenance, signing
 from ..config import Config
 from ..errors import AvfrepoError
 from ..formats import pkginfo
-from ..formats.repodb import DbEntry, read_db
-from ..fsutil import atomic_write, sha256_file
+from ..formats.repodb import DbEntry, read_db, read_files_db
+from ..fsutil import atomic_write, link_or_copy, sha256_file
 from ..run import run
 from ..signing import Key
 from ..versions import vercmp
@@ -173,15 +173,72 @@ def _next_generation(cfg: Config) -> int:
     return max(gens, default=0) + 1
 
 
-def _build_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], listed: list[str],
-                    armored_key: Path) -> Path:
+class SnapshotBad(AvfrepoError):
+    """The snapshot a publish made is not what pacman would accept; it was not switched to."""
+
+
+def check_snapshot(cfg: Config, fingerprint: str, public: bytes, snap: Path,
+                   listed: dict[str, DbEntry]) -> None:
+    """The new snapshot, before anything serves it: the db and the files db are non-empty and
+    signed by the repository key, both list exactly `listed` (name, version, file name), and
+    every listed package is there with a signature by the key. SnapshotBad otherwise.
+    (pacman 6.0's repo-add only warns when it cannot sign, and leaves a 0-byte db on a full
+    disk with exit 0: nothing repo-add says is trusted.)"""
+    name = cfg.repo.name
+    where = f"new snapshot of [{name}]"
+    want = {n: (e.version, e.filename) for n, e in listed.items()}
+    for base in (f"{name}.db.tar.gz", f"{name}.files.tar.gz"):
+        f = snap / base
+        if not f.is_file() or f.stat().st_size == 0:
+            raise SnapshotBad(f"{where}: {base} is {'empty' if f.is_file() else 'missing'} "
+                              "(repo-add failed; a full disk?)")
+        res = signing.verify_detached(public, snap / (base + ".sig"), f, fingerprint)
+        if not res.ok:
+            raise SnapshotBad(f"{where}: {base}.sig: {res.reason} (repo-add could not sign it?)")
+    for alias, target in ((f"{name}.db", f"{name}.db.tar.gz"), (f"{name}.files", f"{name}.files.tar.gz")):
+        for a, t in ((alias, target), (alias + ".sig", target + ".sig")):
+            if os.path.lexists(snap / a) and os.path.realpath(snap / a) != os.path.realpath(snap / t):
+                raise SnapshotBad(f"{where}: {a} (what pacman downloads) is not {t}")
+    try:
+        got = {n: (e.version, e.filename) for n, e in read_db(snap / f"{name}.db.tar.gz").items()}
+        files = set(read_files_db(snap / f"{name}.files.tar.gz"))
+    except ValueError as exc:
+        raise SnapshotBad(f"{where}: {exc}") from None
+    if got != want:
+        diff = sorted(set(got.items()) ^ set(want.items()))
+        raise SnapshotBad(f"{where}: the db lists other packages than intended: "
+                          + ", ".join(f"{n} {v}" for n, (v, _) in diff))
+    if files != {f"{n}-{v}" for n, (v, _) in want.items()}:
+        raise SnapshotBad(f"{where}: the files db lists other packages than the db")
+    for n, (_, filename) in sorted(want.items()):
+        pkg = snap / filename
+        if pkg.is_symlink() or not pkg.is_file():
+            raise SnapshotBad(f"{where}: {filename} (listed for {n}) is missing")
+        res = signing.verify_detached(public, snap / (filename + ".sig"), pkg, fingerprint)
+        if not res.ok:
+            raise SnapshotBad(f"{where}: {filename}.sig: {res.reason}")
+
+
+def _build_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], listed: dict[str, DbEntry],
+                    armored_key: Path, public: bytes) -> Path:
     """The next snapshot: db and files db updated by repo-add/repo-remove, hard links to the
-    `listed` pool files (what the new db lists) and the armored key."""
+    `listed` pool files (what the new db lists) and the armored key; checked by
+    check_snapshot before it gets its generation name. A failed or bad snapshot is removed."""
     snaps = layout.snapshots(cfg)
     snaps.mkdir(parents=True, exist_ok=True)
     gen = _next_generation(cfg)
     tmp = snaps / f".tmp-{gen}-{os.getpid()}"
     tmp.mkdir()
+    try:
+        return _fill_snapshot(cfg, key, add, remove, listed, armored_key, public, tmp, snaps / str(gen))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _fill_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], listed: dict[str, DbEntry],
+                   armored_key: Path, public: bytes, tmp: Path, final: Path) -> Path:
+    snaps = final.parent
     name = cfg.repo.name
     for base in (f"{name}.db.tar.gz", f"{name}.files.tar.gz"):
         for f in (base, base + ".sig"):
@@ -196,15 +253,15 @@ def _build_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], l
         run(["repo-add", "--nocolor", *repo_add_flags(), "-s", "-v", "-k", key.fingerprint, str(db),
              *map(str, add)], env=env, hint="repo-add signs with the [signing] key and checks the existing db signature")
     pool = layout.pool(cfg)
-    for filename in listed:
+    for filename in sorted(e.filename for e in listed.values()):
         for f in (filename, filename + ".sig"):
             os.link(pool / f, tmp / f)
         for f in provenance.companions(filename):
             if (pool / f).is_file():
                 os.link(pool / f, tmp / f)
-    os.link(armored_key, tmp / f"{name}.asc")
+    link_or_copy(armored_key, tmp / f"{name}.asc")     # the key lives in the cache: maybe another fs
     _fsync_dir(tmp)
-    final = snaps / str(gen)
+    check_snapshot(cfg, key.fingerprint, public, tmp, listed)
     os.replace(tmp, final)
     _fsync_dir(snaps)
     return final
@@ -262,9 +319,10 @@ def apply_retention(cfg: Config, current: set[str] | None = None) -> list[str]:
 def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str] = (),
                 allow_downgrade: bool = False, progress: Callable[[str], None] = lambda s: None) -> list[Incoming]:
     """Validate, then publish `add` and drop `remove` in one switch. Call with the lock held."""
+    public, armored = signing.public_key_files(cfg.signing, key.fingerprint, cfg.cache)
+    signing.probe_signing(cfg.signing, key, public)
     cleanup_leftovers(cfg)
     current = current_entries(cfg)
-    public, armored = signing.public_key_files(cfg.signing, key.fingerprint, cfg.cache)
     incoming = [validate(cfg, key.fingerprint, public, Path(p), current, allow_downgrade=allow_downgrade)
                 for p in add]
     names = [i.info.pkgname for i in incoming]
@@ -295,7 +353,7 @@ def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str
     listed.update({i.info.pkgname: DbEntry(i.info.pkgname, i.info.pkgver, i.path.name, i.info.arch,
                                            i.path.stat().st_size, i.sha256, None) for i in todo})
     filenames = sorted(e.filename for e in listed.values())
-    snapshot = _build_snapshot(cfg, key, pooled, list(remove), filenames, armored)
+    snapshot = _build_snapshot(cfg, key, pooled, list(remove), listed, armored, public)
     _switch(cfg, snapshot)
     progress(f"published snapshot {snapshot.name}: " + ", ".join(
         [f"+{i.path.name}" for i in todo] + [f"-{n}" for n in remove]))
