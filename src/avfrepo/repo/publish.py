@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -39,6 +40,7 @@ from ..run import run
 from ..signing import Key
 from ..versions import vercmp
 from . import layout
+from . import ledger as ledger_mod
 from .lock import repo_lock
 
 
@@ -100,24 +102,61 @@ def _write_index(cfg: Config, entries: dict[str, DbEntry]) -> None:
     atomic_write(index, json.dumps(rows).encode())
 
 
+def _regular(path: Path, what: str) -> None:
+    """PublishRefused unless path is a regular file (a symbolic link is refused, not followed)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise PublishRefused(f"{path}: {what} file missing") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise PublishRefused(f"{path}: {what} is not a regular file"
+                             + (" (a symbolic link)" if stat.S_ISLNK(st.st_mode) else ""))
+
+
+def _check_record(public: bytes, key: str, pkg: Path, info: pkginfo.PkgInfo, digest: str) -> bool:
+    """A provenance record beside pkg, when there is one: both files regular, signed by the key,
+    of the expected schema and naming this file. Returns whether there is one."""
+    record, sig = (pkg.with_name(c) for c in provenance.companions(pkg.name))
+    if not (os.path.lexists(record) or os.path.lexists(sig)):
+        return False
+    _regular(record, "provenance record")
+    _regular(sig, "provenance record signature")
+    res = signing.verify_detached(public, sig, record, key)
+    if not res.ok:
+        raise PublishRefused(f"{record.name}: {res.reason} (records must be signed by the repository key)")
+    try:
+        rec = provenance.read(record)
+    except (OSError, ValueError) as exc:
+        raise PublishRefused(f"{record.name}: not a provenance record: {exc}") from None
+    wrong = [w for w, got, want in (("pkgname", rec.pkgname, info.pkgname), ("version", rec.version, info.pkgver),
+                                    ("filename", rec.filename, pkg.name), ("sha256", rec.sha256, digest))
+             if got != want]
+    if wrong:
+        raise PublishRefused(f"{record.name}: names another package ({', '.join(wrong)} differ)")
+    return True
+
+
 def validate(cfg: Config, key: str, public: bytes, pkg: Path, current: dict[str, DbEntry],
-             *, allow_downgrade: bool = False) -> Incoming:
-    if pkg.is_symlink() or not pkg.is_file():
-        raise PublishRefused(f"{pkg}: not a regular file")
+             *, allow_downgrade: bool = False, known: ledger_mod.Ledger | None = None) -> Incoming:
+    _regular(pkg, "package")
+    _regular(Path(str(pkg) + ".sig"), "package signature")
     sig = signing.verify_detached(public, Path(str(pkg) + ".sig"), pkg, key)
     if not sig.ok:
         raise PublishRefused(f"{pkg.name}: {sig.reason} (packages must be signed by the repository key)")
-    info = pkginfo.read(pkg)
-    expected = f"{info.pkgname}-{info.pkgver}-{info.arch}.pkg.tar"
-    if not pkg.name.startswith(expected):
-        raise PublishRefused(f"{pkg.name}: file name does not match its .PKGINFO ({expected}.*)")
+    try:
+        info = pkginfo.read(pkg)
+        pkginfo.check(info, pkg.name)
+    except ValueError as exc:
+        raise PublishRefused(f"{pkg.name}: {exc}") from None
     if info.arch not in (cfg.repo.arch, "any"):
         raise PublishRefused(f"{pkg.name}: arch {info.arch} does not belong in [{cfg.repo.name}] ({cfg.repo.arch})")
     digest = sha256_file(pkg)
-    pooled = layout.pool(cfg) / pkg.name
-    if pooled.exists() and pooled.resolve() != pkg.resolve() and sha256_file(pooled) != digest:
-        raise PublishRefused(f"{pkg.name}: a different file of that name was published before "
-                             "(same version, other content): bump pkgrel instead")
+    if known is not None:
+        was = known.digest(info.pkgname, info.pkgver)
+        if was is not None and was != digest:
+            raise PublishRefused(f"{pkg.name}: {info.pkgname} {info.pkgver} was published before with other "
+                                 "content (a version keeps its bytes forever): bump pkgrel instead")
+    _check_record(public, key, pkg, info, digest)
     cur = current.get(info.pkgname)
     already = False
     if cur is not None:
@@ -316,15 +355,33 @@ def apply_retention(cfg: Config, current: set[str] | None = None) -> list[str]:
     return removed
 
 
+def _catch_up(cfg: Config, known: ledger_mod.Ledger, current: dict[str, DbEntry]) -> None:
+    """Record in the ledger what is served (and, for a repository older than the ledger, what
+    its snapshots hold): those versions were published, whatever happened to the ledger."""
+    for e in current.values():
+        if e.sha256:
+            known.record(e.name, e.version, e.filename, e.sha256)
+    if not known.exists:
+        pool = layout.pool(cfg)
+        for f in layout.pool_files(cfg):
+            p = pool / f.filename
+            if p.is_file() and not p.is_symlink() and p.stat().st_nlink > 1:   # linked in a snapshot
+                known.record(f.name, f.version, f.filename, sha256_file(p))
+
+
 def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str] = (),
-                allow_downgrade: bool = False, progress: Callable[[str], None] = lambda s: None) -> list[Incoming]:
-    """Validate, then publish `add` and drop `remove` in one switch. Call with the lock held."""
+                allow_downgrade: bool = False, hold: dict[str, str] | None = None,
+                progress: Callable[[str], None] = lambda s: None) -> list[Incoming]:
+    """Validate, then publish `add` and drop `remove` in one switch. Call with the lock held.
+    `hold` (from a rollback): name -> version rolled back from, which later publishes skip."""
     public, armored = signing.public_key_files(cfg.signing, key.fingerprint, cfg.cache)
     signing.probe_signing(cfg.signing, key, public)
     cleanup_leftovers(cfg)
     current = current_entries(cfg)
-    incoming = [validate(cfg, key.fingerprint, public, Path(p), current, allow_downgrade=allow_downgrade)
-                for p in add]
+    known = ledger_mod.load(cfg)
+    _catch_up(cfg, known, current)
+    incoming = [validate(cfg, key.fingerprint, public, Path(p), current, allow_downgrade=allow_downgrade,
+                         known=known) for p in add]
     names = [i.info.pkgname for i in incoming]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
@@ -332,7 +389,12 @@ def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str
     missing = [n for n in remove if n not in current]
     if missing:
         raise PublishRefused(f"not in [{cfg.repo.name}]: {', '.join(missing)}")
-    todo = [i for i in incoming if not i.already]
+    held = [i for i in incoming if not i.already and not allow_downgrade and i.info.pkgname in known.holds
+            and vercmp(i.info.pkgver, known.holds[i.info.pkgname]) <= 0]
+    for i in held:
+        progress(f"not publishing {i.path.name}: {i.info.pkgname} was rolled back from "
+                 f"{known.holds[i.info.pkgname]}; held until a newer version is synced")
+    todo = [i for i in incoming if not i.already and i not in held]
     if not todo and not remove:
         progress("nothing to publish: every package is already the published one")
         return []
@@ -341,7 +403,7 @@ def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str
     pooled = []
     for i in todo:
         record = [i.path.with_name(c) for c in provenance.companions(i.path.name)]
-        if all(r.is_file() for r in record):
+        if os.path.lexists(record[0]):          # checked by validate: both regular and good
             for r in reversed(record):          # the signature first, then the record
                 _copy_into(r, pool)
         _copy_into(Path(str(i.path) + ".sig"), pool)
@@ -355,6 +417,16 @@ def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str
     filenames = sorted(e.filename for e in listed.values())
     snapshot = _build_snapshot(cfg, key, pooled, list(remove), listed, armored, public)
     _switch(cfg, snapshot)
+    for i in todo:
+        known.record(i.info.pkgname, i.info.pkgver, i.path.name, i.sha256)
+        if i.info.pkgname in known.holds and vercmp(i.info.pkgver, known.holds[i.info.pkgname]) > 0:
+            del known.holds[i.info.pkgname]
+    for name, version in (hold or {}).items():
+        if name not in known.holds or vercmp(version, known.holds[name]) > 0:
+            known.holds[name] = version
+    known.generation = int(snapshot.name)
+    known.db_sha256 = sha256_file(snapshot / f"{cfg.repo.name}.db.tar.gz")
+    ledger_mod.save(cfg, known)
     progress(f"published snapshot {snapshot.name}: " + ", ".join(
         [f"+{i.path.name}" for i in todo] + [f"-{n}" for n in remove]))
     _write_index(cfg, listed)
