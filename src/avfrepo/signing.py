@@ -202,6 +202,26 @@ def verify_detached(public_key: bytes, sig: Path, file: Path, fingerprint: str) 
     return SigCheck(True, primary, "good signature")
 
 
+def key_fingerprints(data: bytes) -> list[str]:
+    """Primary-key fingerprints of the OpenPGP keys in data (armored or binary), read with
+    `gpg --show-keys` in a scratch home; [] when data holds no key."""
+    with tempfile.TemporaryDirectory(prefix="avfrepo-keys-") as tmp:
+        f = Path(tmp) / "keys"
+        f.write_bytes(data)
+        home = Path(tmp) / "home"
+        _prepare_home(home)
+        res = _gpg(home, "--with-colons", "--show-keys", str(f), check=False)
+    out, want = [], False
+    for line in res.stdout.splitlines():
+        fields = line.split(":")
+        if fields[0] == "pub":
+            want = True
+        elif fields[0] == "fpr" and want:
+            out.append(fields[9].upper())
+            want = False
+    return out
+
+
 def verification_key(cfg: SigningConfig) -> str:
     """Fingerprint of the key the repository must be signed with (public part suffices)."""
     if cfg.key:

@@ -78,8 +78,20 @@ def current_entries(cfg: Config) -> dict[str, DbEntry]:
     """The published db's entries. Parsing a 500-entry db costs about a tenth of a second, so
     each publish leaves an index of the db it made in the local cache, keyed by the db's
     sha256: a db changed by anyone else simply misses the index and is parsed."""
-    if not cfg.repo.db.exists():
-        return {}
+    link = cfg.repo.published
+    if not os.path.lexists(link):
+        return {}                       # nothing published yet
+    if link.is_symlink():
+        target = Path(os.path.realpath(link))
+        if target.parent != Path(os.path.realpath(layout.snapshots(cfg))):
+            raise AvfrepoError(f"{link} points to {os.readlink(link)}, outside {layout.snapshots(cfg)}; "
+                               "point it at the newest snapshot again")
+        if not target.is_dir():
+            raise AvfrepoError(f"{link} points to {os.readlink(link)}, which does not exist (a dangling link "
+                               "is not an empty repository): point it at the newest snapshot again")
+    if not cfg.repo.db.is_file():
+        raise AvfrepoError(f"{cfg.repo.db}: missing from the published repository; "
+                           f"point {link.name} at a complete snapshot again")
     index = _index_path(cfg, sha256_file(cfg.repo.db))
     try:
         rows = json.loads(index.read_text())
@@ -291,6 +303,9 @@ def _fill_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], li
     if add:
         run(["repo-add", "--nocolor", *repo_add_flags(), "-s", "-v", "-k", key.fingerprint, str(db),
              *map(str, add)], env=env, hint="repo-add signs with the [signing] key and checks the existing db signature")
+    for base in (f"{name}.db.tar.gz", f"{name}.files.tar.gz"):     # repo-add's backups: never served
+        for f in (base + ".old", base + ".old.sig"):
+            (tmp / f).unlink(missing_ok=True)
     pool = layout.pool(cfg)
     for filename in sorted(e.filename for e in listed.values()):
         for f in (filename, filename + ".sig"):
