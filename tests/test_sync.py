@@ -211,3 +211,20 @@ def test_commit_without_a_git_identity_commits_as_the_packager(cfg, monkeypatch)
     sha = commit(cfg, report)
     assert repo.head.commit.hexsha == sha
     assert repo.head.commit.author.email == "avfrepo@example.invalid"
+
+
+def test_commit_never_records_the_staging_copy_of_a_killed_sync(cfg, avf):
+    import git
+    from avfrepo.sync import commit
+    repo = git.Repo.init(cfg.root)
+    (cfg.root / "README").write_text("x\n")
+    repo.git.add("README")
+    repo.git.commit("-qm", "init")
+    report = sync(cfg)
+    stale = cfg.pkgbuilds / ".avf-config.new.k1ll3d"          # what a kill inside replace_dir leaves
+    stale.mkdir()
+    (stale / "PKGBUILD").write_text("half written\n")
+    assert commit(cfg, report)
+    files = set(repo.git.show("--name-only", "--format=", "HEAD").split())
+    assert not any(".new." in f for f in files), files
+    assert not stale.exists()

@@ -48,6 +48,19 @@ def _leftovers(target: Path) -> list[Path]:
         [p for p in (target.parent / f".{target.name}.old",) if os.path.lexists(p)]
 
 
+def remove_swap_leftovers(parent: Path) -> list[Path]:
+    """Remove the staging and old copies replace_dir's killed runs left under parent (so a
+    later `git add --all` never commits them). Returns what was removed."""
+    gone = []
+    if parent.is_dir():
+        for p in parent.iterdir():
+            if p.name.startswith(".") and (".new." in p.name or p.name.endswith(".old")) and p.is_dir() \
+                    and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+                gone.append(p)
+    return gone
+
+
 def replace_dir(target: Path, files: dict[str, bytes], modes: dict[str, int] | None = None) -> None:
     """Make directory `target` hold exactly `files`, swapping a fully written copy into place:
     one atomic exchange where the kernel offers it, so a kill at any instant leaves the old or
