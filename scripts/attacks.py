@@ -314,9 +314,10 @@ def a_remove_add(d):
 
 @attack("a rollback is not undone by the next build")
 def a_rollback(d):
-    assert d.run("repo", "add", str(d.craft("avf-base", "1-2"))).returncode == 0
+    pkg2 = d.craft("avf-base", "1-2")
+    assert d.run("repo", "add", str(pkg2)).returncode == 0
     assert d.run("repo", "rollback", "avf-base").returncode == 0
-    d.run("repo", "add", str(d.craft("avf-base", "1-2")))        # what the next build publishes
+    d.run("repo", "add", str(pkg2))        # the next build: the same (reproducible) 1-2 again
     out = d.run("repo", "list", "--json").stdout
     rows = {r["name"]: r["published"] for r in json.loads(out)}
     return rows.get("avf-base") == "1-1", f"published after the rebuild: {rows.get('avf-base')}"

@@ -1,6 +1,10 @@
 """`avfrepo verify`: is the published repository what pacman with SigLevel=Required accepts?
 
-Published view (`<repo>/<arch>`): the db and files db are present and signed by the
+Served view, as pacman sees it: `<repo>/<arch>` links to this repository's newest snapshot
+(the ledger's last switch: an older one served is a replay), `<repo>.db`/`.files` (+ .sig)
+resolve to this snapshot's db files, `<repo>.asc` is the repository key, every served file is
+a regular file the db accounts for (nothing else, nothing linking out). The lock is held
+shared. Published view (`<repo>/<arch>`): the db and files db are present and signed by the
 repository key; every db entry's package exists with the size and sha256 the db records, its
 .sig verifies with the repository key and equals the db's embedded %PGPSIG%; no package file
 lies there that the db does not list. Pool (the archive): every package has a good signature.
