@@ -148,3 +148,46 @@ def test_repo_commands_list_rollback_remove(capsys, cfg):
     assert code == 0 and out.startswith("removed avf-keyring")
     code, out, _ = run_cli(capsys, "--config", str(cfg.file), "repo", "list")
     assert "avf-keyring" not in out and "avf-config" in out
+
+
+# --- the one top-level error path (issue 12) ---------------------------------------------
+
+def test_wrong_type_in_the_state_file_is_one_line_and_debug_shows_the_traceback(capsys, cfg):
+    cfg.state_file.parent.mkdir(parents=True, exist_ok=True)
+    cfg.state_file.write_text(json.dumps({"format": 1, "upstreams": {}, "packages": {
+        "avf-config": {"pkgver": "1", "pkgrel": "one", "inputs": "x", "upstreams": {}}}}))
+    code, _, err = run_cli(capsys, "--config", str(cfg.file), "status")
+    assert code == 1 and "Traceback" not in err
+    assert err.count("\n") == 1 and "pkgrel must be" in err and str(cfg.state_file) in err
+    code, _, err = run_cli(capsys, "--config", str(cfg.file), "--debug", "status")
+    assert code == 1 and "Traceback (most recent call last)" in err and err.splitlines()[-1].startswith("avfrepo: error:")
+
+
+def test_describe_names_file_and_cause_of_os_errors():
+    import errno
+    from avfrepo.errors import describe
+    msg, code = describe(OSError(errno.ENOSPC, "No space left on device", "/repo/pool/x.part"))
+    assert (msg, code) == ("/repo/pool/x.part: No space left on device (the file system is full)", 1)
+    msg, _ = describe(OSError(errno.EXDEV, "Invalid cross-device link", "/cache/k.asc", None, "/repo/snapshots/k.asc"))
+    assert msg.startswith("/cache/k.asc -> /repo/snapshots/k.asc: Invalid cross-device link") and "file systems" in msg
+
+
+def test_describe_of_real_requests_and_git_errors(tmp_path):
+    import git
+    import requests
+    from avfrepo.errors import describe
+    with pytest.raises(requests.RequestException) as info:
+        requests.get("http://[not-a-host")
+    msg, code = describe(info.value)
+    assert code == 1 and "\n" not in msg and "InvalidURL" in msg
+    with pytest.raises(git.exc.GitError) as ginfo:
+        git.Repo.clone_from("ext::sh -c touch% /tmp/pwned", tmp_path / "c")
+    msg, code = describe(ginfo.value)
+    assert code == 1 and msg.startswith("git: ") and "\n" not in msg and "ext" in msg
+
+
+def test_an_unexpected_exception_is_one_line_pointing_at_debug(capsys, monkeypatch, cfg):
+    import avfrepo.status
+    monkeypatch.setattr(avfrepo.status, "status", lambda *a, **k: {}["boom"])
+    code, _, err = run_cli(capsys, "--config", str(cfg.file), "status")
+    assert code == 1 and "Traceback" not in err and "internal error: KeyError" in err and "--debug" in err

@@ -428,7 +428,7 @@ def test_a_key_of_another_kind_is_an_unknown_key_naming_file_and_key(tmp_path, t
 
 def test_unknown_key_of_a_kind_lists_that_kinds_keys(tmp_path):
     msg = config_error(tmp_path, '[upstreams.systemd]\nkind = "alpm-db"\nurl = "http://x"\n')
-    assert ("known: arch, backoff, kind, package, repo, retries, server, source_git, source_tag, timeout"
+    assert ("known: arch, backoff, deadline, kind, package, repo, retries, server, source_git, source_tag, timeout"
             in msg)
 
 
@@ -565,3 +565,20 @@ def test_carried_patches(tmp_path):
 ])
 def test_bad_carried_patches(tmp_path, text, reason):
     assert reason in config_error(tmp_path, text)
+
+
+@pytest.mark.parametrize("value", ["inf", "nan"])
+@pytest.mark.parametrize("key", ["timeout", "deadline"])
+def test_timeouts_must_be_finite(tmp_path, key, value):
+    msg = config_error(tmp_path, f"[upstreams.avf]\nurl = 'file:///srv/avf'\n{key} = {value}\n")
+    assert f"[upstreams.avf] {key}: must be a finite number" in msg
+
+
+def test_deadline_is_at_least_the_timeout(tmp_path):
+    msg = config_error(tmp_path, "[upstreams.avf]\nurl = 'file:///srv/avf'\ntimeout = 10\ndeadline = 5\n")
+    assert "[upstreams.avf] deadline: must be at least 10" in msg
+
+
+def test_lock_timeout_must_be_finite(tmp_path):
+    msg = config_error(tmp_path, "[repo]\nlock_timeout = inf\n")
+    assert "finite" in msg

@@ -8,6 +8,7 @@ import stat
 
 import pytest
 
+from avfrepo import fsutil
 from avfrepo.fsutil import atomic_write, read_tree, replace_dir
 
 
@@ -116,6 +117,7 @@ def test_replace_dir_failure_while_writing_keeps_the_old_directory(tmp_path):
 
 
 def test_replace_dir_failure_at_the_swap_restores_the_old_directory(tmp_path, monkeypatch):
+    monkeypatch.setattr(fsutil, "_exchange", lambda a, b: False)     # the fallback: two renames
     target = tmp_path / "pkg"
     replace_dir(target, {"PKGBUILD": b"old", "extra": b"e"})
     real_replace = os.replace
@@ -137,6 +139,7 @@ def test_replace_dir_failure_at_the_swap_restores_the_old_directory(tmp_path, mo
 
 
 def test_replace_dir_failure_at_the_first_rename_keeps_the_old_directory(tmp_path, monkeypatch):
+    monkeypatch.setattr(fsutil, "_exchange", lambda a, b: False)     # the fallback: two renames
     target = tmp_path / "pkg"
     replace_dir(target, {"PKGBUILD": b"old"})
 
@@ -183,3 +186,49 @@ def test_read_tree_inverts_replace_dir(tmp_path):
     files = {"PKGBUILD": b"a", "x/y/z.conf": b"b", ".SRCINFO": b"c"}
     replace_dir(tmp_path / "pkg", files)
     assert read_tree(tmp_path / "pkg") == files
+
+
+_SLOW_SWAP = """
+import os, sys, time
+from pathlib import Path
+from avfrepo import fsutil
+real = os.replace
+def slow(a, b):            # a slow file system: each rename takes a while to land
+    real(a, b)
+    time.sleep(0.25)
+fsutil.os.replace = slow
+print("ready", flush=True)
+fsutil.replace_dir(Path(sys.argv[1]), {"PKGBUILD": b"new\\n", "x.patch": b"new\\n"})
+"""
+
+
+def test_a_kill_during_replace_dir_leaves_the_old_or_the_new_directory(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    target = tmp_path / "pkgbuilds" / "avf-config"
+    seen = set()
+    for i in range(8):
+        fsutil.replace_dir(target, {"PKGBUILD": b"old\n", "x.patch": b"old\n"})
+        proc = subprocess.Popen([sys.executable, "-c", _SLOW_SWAP, str(target)], stdout=subprocess.PIPE)
+        assert proc.stdout.readline() == b"ready\n"
+        time.sleep(0.05 + 0.06 * i)         # inside the swap (writing, then the renames)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        tree = fsutil.read_tree(target)
+        assert tree in ({"PKGBUILD": b"old\n", "x.patch": b"old\n"}, {"PKGBUILD": b"new\n", "x.patch": b"new\n"}), (i, tree)
+        seen.add(tree["PKGBUILD"])
+    # leftovers of the killed runs are removed by the next replace_dir (never committed later)
+    fsutil.replace_dir(target, {"PKGBUILD": b"last\n"})
+    assert sorted(p.name for p in target.parent.iterdir()) == ["avf-config"]
+
+
+def test_replace_dir_removes_leftovers_of_a_killed_run(tmp_path):
+    target = tmp_path / "avf-config"
+    fsutil.replace_dir(target, {"a": b"1"})
+    (tmp_path / ".avf-config.new.abc123").mkdir()
+    (tmp_path / ".avf-config.new.abc123" / "PKGBUILD").write_text("stale")
+    (tmp_path / ".avf-config.old").mkdir()
+    fsutil.replace_dir(target, {"a": b"2"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["avf-config"]

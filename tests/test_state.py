@@ -130,3 +130,21 @@ def test_state_file_without_upstream_pkgver_still_loads(tmp_path):
                     ' "packages": {}}')
     st = state_mod.load(path)
     assert st.upstreams["avf"].pkgver is None and st.upstreams["avf"].commit == "abc"
+
+
+@pytest.mark.parametrize("where, value", [
+    (("packages", "avf-config", "pkgrel"), "2"),
+    (("packages", "avf-config", "pkgrel"), True),
+    (("packages", "avf-config", "pkgver"), 16),
+    (("packages", "avf-config", "upstreams"), ["avf"]),
+    (("upstreams", "avf", "version"), None),
+    (("upstreams", "avf", "commit"), 1234),
+])
+def test_hand_edited_values_of_the_wrong_type_are_a_state_error(tmp_path, where, value):
+    path = tmp_path / "avfrepo-state.json"
+    data = json.loads(sample().to_json())
+    data[where[0]][where[1]][where[2]] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(StateError, match=f"{where[0]}.{where[1]}.{where[2]} must be"):
+        state_mod.load(path)
+

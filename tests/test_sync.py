@@ -249,3 +249,20 @@ def test_sync_of_one_upstream_asks_that_upstream_alone(tmp_path, avf, signing_ho
     assert "also reads alarm-pkgbuilds, kernel," in report.skipped["linux-avf"]
     assert "also reads ttyd," in report.skipped["ttyd-avf"]
     assert report.to_json()["skipped"] == report.skipped
+
+
+def test_commit_never_records_the_staging_copy_of_a_killed_sync(cfg, avf):
+    import git
+    from avfrepo.sync import commit
+    repo = git.Repo.init(cfg.root)
+    (cfg.root / "README").write_text("x\n")
+    repo.git.add("README")
+    repo.git.commit("-qm", "init")
+    report = sync(cfg)
+    stale = cfg.pkgbuilds / ".avf-config.new.k1ll3d"          # what a kill inside replace_dir leaves
+    stale.mkdir()
+    (stale / "PKGBUILD").write_text("half written\n")
+    assert commit(cfg, report)
+    files = set(repo.git.show("--name-only", "--format=", "HEAD").split())
+    assert not any(".new." in f for f in files), files
+    assert not stale.exists()

@@ -12,7 +12,7 @@ import sys
 from typing import Callable
 
 from . import __version__, config as config_mod
-from .errors import AvfrepoError, ConfigError
+from .errors import AvfrepoError, ConfigError, describe
 
 EPILOG = """\
 configuration: avfrepo.toml in the current directory, or --config FILE, or $AVFREPO_CONFIG.
@@ -254,6 +254,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="FILE", help="config file (default: ./avfrepo.toml or $AVFREPO_CONFIG)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every external command")
+    p.add_argument("--debug", action="store_true", help="on an error, also print the Python traceback")
     p.add_argument("--version", action="version", version=f"avfrepo {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -403,12 +404,16 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(name)s: %(message)s", stream=sys.stderr)
     try:
         return args.func(args)
-    except AvfrepoError as exc:
-        print(f"avfrepo: error: {exc}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
         print("avfrepo: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:        # the one top-level error path: one line, exit 1 (2 config)
+        if args.debug:
+            import traceback
+            traceback.print_exc()
+        message, code = describe(exc)
+        print(f"avfrepo: error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

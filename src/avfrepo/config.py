@@ -6,6 +6,7 @@ are errors too: a typo must never silently fall back to a default.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import string
@@ -35,6 +36,7 @@ class NetPolicy:
     timeout: float = 30.0
     retries: int = 3
     backoff: float = 1.0
+    deadline: float = 900.0     # for one whole answer, however slowly it trickles in
 
     def delays(self) -> list[float]:
         return [self.backoff * 2 ** i for i in range(self.retries)]
@@ -287,6 +289,8 @@ def _number(t: _Table, key: str, kind: type | tuple[type, ...], default: float, 
     value = t.data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, kind):
         raise t._err(key, f"must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise t._err(key, f"must be a finite number, got {value!r}")
     if value < minimum:
         raise t._err(key, f"must be at least {minimum}, got {value!r}")
     return value
@@ -329,7 +333,8 @@ def _net(t: _Table, default: NetPolicy) -> NetPolicy:
     if retries > 10:
         raise t._err("retries", f"must be at most 10, got {retries!r}")
     backoff = float(_number(t, "backoff", (int, float), default.backoff, minimum=0))
-    return NetPolicy(timeout=timeout, retries=retries, backoff=backoff)
+    deadline = float(_number(t, "deadline", (int, float), max(default.deadline, timeout), minimum=timeout))
+    return NetPolicy(timeout=timeout, retries=retries, backoff=backoff, deadline=deadline)
 
 
 def _git_tags(name: str, t: _Table) -> GitTagsUpstream:

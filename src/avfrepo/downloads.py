@@ -14,16 +14,10 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-import requests
-
 from .config import NetPolicy
 from .errors import UpstreamError
 from .fsutil import sha256_file as file_sha256  # re-exported: the one implementation
-from .sources.net import USER_AGENT, Transient, with_retries
-
-
-
-
+from .sources.net import stream, with_retries
 
 def cached(upstream: str, url: str, cache: Path, net: NetPolicy = NetPolicy()) -> Path:
     """The file at url, from the cache or downloaded into it."""
@@ -48,18 +42,9 @@ def cached(upstream: str, url: str, cache: Path, net: NetPolicy = NetPolicy()) -
     return dest
 
 
+MAX_DOWNLOAD = 4 * 1024 ** 3     # a Linux tarball is ~150 MB; refuse anything absurd
+
+
 def _download(upstream: str, url: str, out: Path, net: NetPolicy) -> None:
-    try:
-        with requests.get(url, timeout=(net.timeout, net.timeout), stream=True,
-                          headers={"User-Agent": USER_AGENT}) as resp:
-            if resp.status_code == 429 or resp.status_code >= 500:
-                raise Transient(f"HTTP {resp.status_code}")
-            if resp.status_code != 200:
-                raise UpstreamError(upstream, url, f"HTTP {resp.status_code}")
-            with open(out, "wb") as fh:
-                for chunk in resp.iter_content(1 << 20):
-                    fh.write(chunk)
-    except requests.Timeout:
-        raise Transient(f"no answer within {net.timeout:g} s") from None
-    except requests.ConnectionError as exc:
-        raise Transient(f"connection failed: {exc.__class__.__name__}") from None
+    with open(out, "wb") as fh:
+        stream(upstream, url, net, fh.write, limit=MAX_DOWNLOAD)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class AvfrepoError(Exception):
     """Base of every error the tool reports to a user."""
@@ -47,3 +49,41 @@ class SigningError(AvfrepoError):
 
 class StateError(AvfrepoError):
     """The state file is unreadable or contradicts itself."""
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "the file system is full",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EXDEV: "source and destination are on different file systems",
+    errno.EROFS: "the file system is read-only",
+    errno.ELOOP: "a symbolic link where a regular file belongs",
+}
+
+
+def describe(exc: BaseException) -> tuple[str, int]:
+    """(one-line message, exit code) for any exception that reaches the command line: an
+    AvfrepoError as it says, an OSError naming the file and the cause, a network or git
+    failure naming the URL, anything else as an internal error (`--debug` shows the traceback)."""
+    if isinstance(exc, AvfrepoError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        cause = exc.strerror or errno.errorcode.get(exc.errno, str(exc.errno))
+        hint = _OS_HINTS.get(exc.errno)
+        return (f"{where + ': ' if where else ''}{cause}" + (f" ({hint})" if hint and hint != cause.lower() else "")), 1
+    mod = type(exc).__module__ or ""
+    if mod.startswith(("requests", "urllib3")):
+        req = getattr(exc, "request", None)
+        url = getattr(req, "url", None) or ""
+        return f"{url + ': ' if url else ''}{type(exc).__name__}: {_first_line(exc)}", 1
+    if mod.startswith("git"):
+        text = getattr(exc, "stderr", "") or str(exc)
+        return f"git: {_first_line(text)}", 1
+    return (f"internal error: {type(exc).__name__}: {_first_line(exc)} "
+            "(run with --debug for the traceback)"), 1
+
+
+def _first_line(obj: object) -> str:
+    lines = [l.strip() for l in str(obj).strip().splitlines() if l.strip()]
+    text = lines[0] if lines else type(obj).__name__
+    return text if len(text) <= 300 else text[:300] + "..."

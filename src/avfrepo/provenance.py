@@ -172,10 +172,15 @@ def source_date_epoch(pkgdir: Path) -> int:
     return int(os.stat(pkgbuild).st_mtime)
 
 
-def upstreams_for(state, pkgbase: str) -> tuple[dict[str, dict[str, str | None]], str | None]:
-    """(upstreams with version and commit, inputs hash) of pkgbase's state entry, when present."""
+def upstreams_for(state, pkgbase: str, version: str | None = None) -> tuple[dict[str, dict[str, str | None]], str | None]:
+    """(upstreams with version and commit, inputs hash) of pkgbase's state entry, when present
+    and (given the built `version`) describing that version: after a sync killed between
+    writing pkgbuilds/ and the state file, the state names the previous upstreams, and a
+    record says nothing rather than something wrong."""
     entry = state.packages.get(pkgbase) if state is not None else None
     if entry is None:
+        return {}, None
+    if version is not None and version.split(":", 1)[-1] != entry.full_version:
         return {}, None
     ups = {}
     for name, version in sorted(entry.upstreams.items()):
@@ -187,7 +192,7 @@ def upstreams_for(state, pkgbase: str) -> tuple[dict[str, dict[str, str | None]]
 def make(*, package: Path, info, pkgdir: Path, state, backend: str, started: str, finished: str,
          sde: int) -> Record:
     """The record of a built (and checked) package file; info is its .PKGINFO."""
-    upstreams, inputs = upstreams_for(state, info.pkgbase)
+    upstreams, inputs = upstreams_for(state, info.pkgbase, info.pkgver)
     return Record(
         pkgname=info.pkgname, pkgbase=info.pkgbase, version=info.pkgver, arch=info.arch,
         filename=package.name, sha256=sha256_file(package), size=package.stat().st_size,

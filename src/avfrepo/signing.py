@@ -23,6 +23,8 @@ class Key:
     uid: str
     created: dt.datetime
     expires: dt.datetime | None
+    validity: str = ""       # gpg's field 2: r revoked, e expired, d disabled, i invalid
+    caps: str = ""           # gpg's field 12: upper case = usable by the key as a whole
 
     @property
     def created_date(self) -> str:
@@ -41,7 +43,12 @@ def _prepare_home(home: Path) -> None:
 def secret_keys(home: Path) -> list[Key]:
     if not home.is_dir():
         return []
-    out = _gpg(home, "--with-colons", "--fixed-list-mode", "--list-secret-keys", check=False).stdout
+    res = _gpg(home, "--with-colons", "--fixed-list-mode", "--list-secret-keys", check=False)
+    out = res.stdout
+    if res.returncode != 0 and not out.strip():
+        why = (res.stderr.strip().splitlines() or ["no output"])[-1]
+        hint = "" if os.access(home, os.W_OK) else " (the GnuPG home is not writable: gpg needs its lock files and agent socket there)"
+        raise SigningError(f"gpg cannot list the secret keys in {home}: {why}{hint}")
     keys: list[Key] = []
     cur: dict[str, str] = {}
     for line in out.splitlines():
@@ -62,7 +69,8 @@ def secret_keys(home: Path) -> list[Key]:
 def _key(d: dict[str, str]) -> Key:
     def ts(v: str) -> dt.datetime | None:
         return dt.datetime.fromtimestamp(int(v), dt.timezone.utc) if v else None
-    return Key(d["fpr"].upper(), d.get("uid", ""), ts(d["created"]) or dt.datetime.now(dt.timezone.utc), ts(d["expires"]))
+    return Key(d["fpr"].upper(), d.get("uid", ""), ts(d["created"]) or dt.datetime.now(dt.timezone.utc),
+               ts(d["expires"]), d.get("validity", ""), d.get("caps", ""))
 
 
 def signing_key(cfg: SigningConfig) -> Key:
@@ -80,9 +88,32 @@ def signing_key(cfg: SigningConfig) -> Key:
         raise SigningError(f"{len(keys)} secret keys in {cfg.gnupg_home}: set [signing] key to the fingerprint "
                            f"to use ({', '.join(k.fingerprint for k in keys)})")
     key = keys[0]
-    if key.expires and key.expires <= dt.datetime.now(dt.timezone.utc):
-        raise SigningError(f"signing key {key.fingerprint} expired on {key.expires:%Y-%m-%d}")
+    if key.validity == "r":
+        raise SigningError(f"signing key {key.fingerprint} in {cfg.gnupg_home} is revoked")
+    if key.validity == "e" or (key.expires and key.expires <= dt.datetime.now(dt.timezone.utc)):
+        raise SigningError(f"signing key {key.fingerprint} expired"
+                           + (f" on {key.expires:%Y-%m-%d}" if key.expires else ""))
+    if key.validity in ("d", "i", "n"):
+        raise SigningError(f"signing key {key.fingerprint} in {cfg.gnupg_home} is unusable (gpg validity {key.validity!r})")
+    if key.caps and "S" not in key.caps:
+        raise SigningError(f"signing key {key.fingerprint} has no usable signing (sub)key (capabilities {key.caps!r})")
     return key
+
+
+def probe_signing(cfg: SigningConfig, key: Key, public: bytes | None = None) -> None:
+    """Sign a scratch file the way repo-add signs a db: a revoked, expired or otherwise
+    unusable key (or an agent that cannot sign) is a SigningError before a publish changes
+    anything. (The signature itself is checked, with everything else, by the snapshot check.)"""
+    with tempfile.TemporaryDirectory(prefix="avfrepo-probe-") as tmp:
+        blob = Path(tmp) / "probe"
+        blob.write_bytes(b"avfrepo signing probe\n")
+        sig = Path(str(blob) + ".sig")
+        res = _gpg(cfg.gnupg_home, "--local-user", key.fingerprint, "--detach-sign", "--no-armor",
+                   "--output", str(sig), str(blob), check=False)
+        made = sig.is_file() and sig.stat().st_size > 0
+    if res.returncode != 0 or not made:
+        why = (res.stderr.strip().splitlines() or ["no signature made"])[-1]
+        raise SigningError(f"signing key {key.fingerprint} cannot sign: {why}")
 
 
 def init_key(cfg: SigningConfig, uid: str) -> tuple[Key, bool]:
@@ -170,6 +201,26 @@ def verify_detached(public_key: bytes, sig: Path, file: Path, fingerprint: str) 
     if primary != fingerprint.upper():
         return SigCheck(False, primary, f"signed by {primary}, not the repository key")
     return SigCheck(True, primary, "good signature")
+
+
+def key_fingerprints(data: bytes) -> list[str]:
+    """Primary-key fingerprints of the OpenPGP keys in data (armored or binary), read with
+    `gpg --show-keys` in a scratch home; [] when data holds no key."""
+    with tempfile.TemporaryDirectory(prefix="avfrepo-keys-") as tmp:
+        f = Path(tmp) / "keys"
+        f.write_bytes(data)
+        home = Path(tmp) / "home"
+        _prepare_home(home)
+        res = _gpg(home, "--with-colons", "--show-keys", str(f), check=False)
+    out, want = [], False
+    for line in res.stdout.splitlines():
+        fields = line.split(":")
+        if fields[0] == "pub":
+            want = True
+        elif fields[0] == "fpr" and want:
+            out.append(fields[9].upper())
+            want = False
+    return out
 
 
 def verification_key(cfg: SigningConfig) -> str:

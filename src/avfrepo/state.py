@@ -59,14 +59,38 @@ def load(path: Path) -> State:
         raise StateError(f"{path}: corrupt state file (not UTF-8: {exc.reason}); restore it from git") from None
     try:
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
         if data.get("format") != FORMAT:
             raise StateError(f"{path}: unsupported state format {data.get('format')!r} (this avfrepo reads {FORMAT})")
-        return State(
+        state = State(
             upstreams={k: UpstreamState(**v) for k, v in data.get("upstreams", {}).items()},
             packages={k: PackageState(**v) for k, v in data.get("packages", {}).items()},
         )
+        _check_types(state)
+        return state
     except (json.JSONDecodeError, TypeError, AttributeError) as exc:
         raise StateError(f"{path}: corrupt state file ({exc}); restore it from git") from None
+
+
+def _check_types(state: State) -> None:
+    """A hand-edited value of the wrong type is a TypeError naming it, here, not a crash later."""
+    def want(ok: bool, where: str, what: str) -> None:
+        if not ok:
+            raise TypeError(f"{where} must be {what}")
+    for name, u in state.upstreams.items():
+        want(isinstance(name, str), f"upstream {name!r}", "named by a string")
+        want(isinstance(u.version, str) and bool(u.version), f"upstreams.{name}.version", "a non-empty string")
+        want(u.commit is None or isinstance(u.commit, str), f"upstreams.{name}.commit", "a string or null")
+        want(u.pkgver is None or isinstance(u.pkgver, str), f"upstreams.{name}.pkgver", "a string or null")
+    for name, pk in state.packages.items():
+        want(isinstance(pk.pkgver, str) and bool(pk.pkgver), f"packages.{name}.pkgver", "a non-empty string")
+        want(isinstance(pk.pkgrel, int) and not isinstance(pk.pkgrel, bool) and pk.pkgrel >= 0,
+             f"packages.{name}.pkgrel", "a non-negative integer")
+        want(isinstance(pk.inputs, str), f"packages.{name}.inputs", "a string")
+        want(isinstance(pk.upstreams, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in pk.upstreams.items()),
+             f"packages.{name}.upstreams", "an object of strings")
 
 
 def save(path: Path, state: State) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from . import checkout, packages, signing, state as state_mod
 from .config import Config
 from .errors import AvfrepoError, ConfigError, SigningError
-from .fsutil import read_tree, replace_dir
+from .fsutil import read_tree, remove_swap_leftovers, replace_dir
 from .formats import srcinfo
 from .makepkg import printsrcinfo
 from .packages import Context, RenderProblem
@@ -176,6 +176,7 @@ def commit(cfg: Config, report: SyncReport) -> str | None:
         repo = git.Repo(cfg.pkgbuilds, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise ConfigError(f"--commit: {cfg.pkgbuilds} is not inside a git work tree") from None
+    remove_swap_leftovers(cfg.pkgbuilds)        # a killed sync's staging copies are never committed
     try:
         repo.git.add("--all", "--", str(cfg.pkgbuilds))
         if not repo.index.diff("HEAD" if repo.head.is_valid() else None) and repo.head.is_valid():

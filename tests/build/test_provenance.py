@@ -135,3 +135,16 @@ def test_parse_names_what_is_wrong(change, message):
     change(data)
     with pytest.raises(ValueError, match=message):
         provenance.parse(json.dumps(data).encode())
+
+
+def test_a_state_that_does_not_describe_the_built_version_names_no_upstreams():
+    """sync killed between writing pkgbuilds/ and the state: the state still names the old
+    upstream; the record of the new build must not claim it."""
+    from avfrepo import provenance as prov
+    from avfrepo.state import PackageState, State, UpstreamState
+    st = State(upstreams={"avf": UpstreamState("android-16.0.0_r4", "a" * 40)},
+               packages={"avf-config": PackageState("16.0.0.r4", 1, "f" * 64, {"avf": "android-16.0.0_r4"})})
+    assert prov.upstreams_for(st, "avf-config", "16.0.0.r4-1")[0] == {
+        "avf": {"version": "android-16.0.0_r4", "commit": "a" * 40}}
+    assert prov.upstreams_for(st, "avf-config", "1:16.0.0.r4-1")[1] == "f" * 64
+    assert prov.upstreams_for(st, "avf-config", "16.0.0.r5-1") == ({}, None)

@@ -209,3 +209,27 @@ def test_parse_desc_does_not_take_a_lone_percent_pair_for_a_key():
 
 def test_parse_desc_of_empty_text_is_empty():
     assert parse_desc("") == {}
+
+
+def _tar_of(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("compress", ["gzip", "xz", "bz2"])
+def test_a_decompression_bomb_db_is_a_value_error_not_gigabytes(compress, monkeypatch):
+    import bz2, gzip, lzma
+    from avfrepo.formats import repodb
+    monkeypatch.setattr(repodb, "MAX_TAR_BYTES", 1 << 20)
+    tar = _tar_of({"a-1-1/desc": b"%NAME%\na\n\n%VERSION%\n1-1\n\n%FILENAME%\na.pkg\n",
+                   "pad-1-1/junk": b"\0" * (8 << 20)})
+    raw = {"gzip": gzip.compress, "xz": lzma.compress, "bz2": bz2.compress}[compress](tar)
+    assert len(raw) < 64 * 1024
+    with pytest.raises(ValueError, match="more than 1048576 bytes"):
+        repodb.read_db(raw)
+

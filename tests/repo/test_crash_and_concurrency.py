@@ -22,6 +22,7 @@ from .conftest import fresh, pacman_client
 pytestmark = pytest.mark.slow
 
 KILL_RUNS = 50
+CHECK_KILLS = 12        # of KILL_RUNS, landing inside publish's check of the new snapshot
 
 
 def add_cmd(cfg, paths) -> list[str]:
@@ -35,20 +36,24 @@ def test_sigkill_at_50_points_leaves_the_old_or_the_new_repository(rcfg, built, 
     shutil.copytree(rcfg.repo.path, baseline, symlinks=True)
     argv = add_cmd(rcfg, fresh(built, tmp_path, "t-a-2", "t-b-1"))
 
-    start = time.monotonic()
-    subprocess.run(argv, check=True, capture_output=True)
-    duration = time.monotonic() - start
+    duration, check_window = _timed_publish(argv, rcfg)
     # kill points spread over 1.6x one measured publish, so that on a loaded machine (slower
-    # than when measured) kills still land on both sides of the switch
+    # than when measured) kills still land on both sides of the switch; CHECK_KILLS more land
+    # inside the window where the publish checks the snapshot it made (the gpgv runs after
+    # repo-add, seen in the -v log of the measured run)
     span = 1.6 * duration
+    spread = KILL_RUNS - CHECK_KILLS
+    lo, hi = check_window
+    delays = [span * (i + 0.5) / spread for i in range(spread)] + \
+             [lo + (hi - lo) * (i + 0.5) / CHECK_KILLS for i in range(CHECK_KILLS)]
 
     seen = collections.Counter()
-    for run in range(KILL_RUNS):
+    for run, delay in enumerate(delays):
         shutil.rmtree(rcfg.repo.path)
         shutil.copytree(baseline, rcfg.repo.path, symlinks=True)
         # the whole process group: python and the repo-add/gpg it started
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(span * (run + 0.5) / KILL_RUNS)
+        time.sleep(delay)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         report = verify(rcfg)
@@ -65,6 +70,25 @@ def test_sigkill_at_50_points_leaves_the_old_or_the_new_repository(rcfg, built, 
     subprocess.run(argv, check=True, capture_output=True)
     final = verify(rcfg)
     assert final.ok and not final.warnings()
+
+
+def _timed_publish(argv: list[str], cfg) -> tuple[float, tuple[float, float]]:
+    """Run one publish with -v on a copy of the repository; return its duration and the
+    (start, end) seconds of its snapshot check: from the first gpgv after repo-add to the
+    last gpgv before the process ends."""
+    backup = cfg.repo.path.with_name("before-timing")
+    shutil.copytree(cfg.repo.path, backup, symlinks=True)
+    start = time.monotonic()
+    proc = subprocess.Popen([*argv[:3], "-v", *argv[3:]], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stamps = [(time.monotonic() - start, line) for line in proc.stderr]
+    assert proc.wait() == 0, stamps
+    duration = time.monotonic() - start
+    shutil.rmtree(cfg.repo.path)
+    shutil.move(backup, cfg.repo.path)
+    added = next(i for i, (_, l) in enumerate(stamps) if "run repo-add" in l and "--version" not in l)
+    gpgv = [t for t, l in stamps[added:] if "run gpgv" in l]
+    assert gpgv, stamps
+    return duration, (gpgv[0], gpgv[-1] + 0.02)
 
 
 def test_two_publishes_at_once_both_land(rcfg, built, tmp_path):

@@ -283,3 +283,20 @@ def test_find_source_tag_honours_another_tag_format(systemd_git):
     ref = find_source_tag("systemd", repo.url, "261.1", "systemd-{pkgver}", FAST)
     assert ref.name == "systemd-261.1" and ref.commit == commits["v261.1"]
     assert find_source_tag("systemd", repo.url, "260", net=FAST).commit == commits["v260"]
+
+
+def test_a_zstd_bomb_db_is_refused_without_writing_gigabytes(tmp_path, monkeypatch):
+    from avfrepo.formats import repodb
+    if not shutil_which("zstd"):
+        pytest.skip("zstd is not installed")
+    monkeypatch.setattr(repodb, "MAX_TAR_BYTES", 1 << 20)
+    raw = subprocess.run(["zstd", "-q", "-19", "-c"], input=b"\0" * (16 << 20), capture_output=True, check=True).stdout
+    assert raw[:4] == alpm_db.ZSTD_MAGIC and len(raw) < 64 * 1024
+    up = AlpmDbUpstream("alarm", server="http://127.0.0.1:9")
+    with pytest.raises(UpstreamError, match="more than 1048576 bytes"):
+        alpm_db.parse_db(up, raw)
+
+
+def shutil_which(tool: str):
+    import shutil
+    return shutil.which(tool)

@@ -6,8 +6,11 @@ entries in pacman's `%KEY%` / values / blank-line format.
 
 from __future__ import annotations
 
+import bz2
 import io
+import lzma
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,12 +57,58 @@ def _entry(fields: dict[str, list[str]]) -> DbEntry:
                    one("SHA256SUM"), one("PGPSIG"), fields)
 
 
+MAX_TAR_BYTES = 256 * 1024 * 1024   # decompressed; ALARM's core.db is a few MB
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def decompress(raw: bytes, limit: int | None = None) -> bytes:
+    """The tar inside a gzip, bzip2 or xz db (or raw as it is, for a plain tar), never more than
+    `limit` bytes of it: a small db that unpacks to gigabytes (a bomb) is a ValueError."""
+    limit = MAX_TAR_BYTES if limit is None else limit
+    if raw[:2] == b"\x1f\x8b":
+        d, kind = zlib.decompressobj(wbits=31), "gzip"
+    elif raw[:3] == b"BZh":
+        d, kind = bz2.BZ2Decompressor(), "bzip2"
+    elif raw[:6] == b"\xfd7zXZ\x00":
+        d, kind = lzma.LZMADecompressor(), "xz"
+    elif raw[:4] == ZSTD_MAGIC:
+        raise ValueError("zstd-compressed (decompress it first)")
+    else:
+        if len(raw) > limit:
+            raise ValueError(f"larger than {limit} bytes")
+        return raw
+    out = bytearray()
+    data = raw
+    try:
+        while True:
+            chunk = d.decompress(data, limit + 1 - len(out))
+            out += chunk
+            if len(out) > limit:
+                raise ValueError(f"{kind} data unpacks to more than {limit} bytes (a decompression bomb?)")
+            if d.eof:
+                return bytes(out)
+            if kind == "gzip":
+                data = d.unconsumed_tail
+                if not data and not chunk:
+                    raise ValueError(f"truncated {kind} data")
+            else:
+                data = b""
+                if d.needs_input and not chunk:
+                    raise ValueError(f"truncated {kind} data")
+    except (zlib.error, OSError, lzma.LZMAError, EOFError) as exc:
+        raise ValueError(f"corrupt {kind} data: {exc}") from None
+
+
 def read_db(data: bytes | Path) -> dict[str, DbEntry]:
     """name -> entry. Accepts the db bytes or a path; raises ValueError on a bad archive."""
     raw = data.read_bytes() if isinstance(data, Path) else data
     entries: dict[str, DbEntry] = {}
     try:
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:*") as tar:
+        raw = decompress(raw)
+    except ValueError as exc:
+        raise ValueError(f"not a readable repository database: {exc}") from None
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
             for member in tar:
                 if not member.isfile() or not member.name.endswith("/desc"):
                     continue
@@ -76,12 +125,16 @@ def read_files_db(path: Path) -> dict[str, list[str]]:
     """name-version -> file list, from a `.files` database."""
     out: dict[str, list[str]] = {}
     try:
-        with tarfile.open(path, mode="r:*") as tar:
+        raw = decompress(path.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"not a readable files database: {exc}") from None
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
             for member in tar:
                 if member.isfile() and member.name.endswith("/files"):
                     fh = tar.extractfile(member)
                     assert fh is not None
-                    out[member.name.rsplit("/", 1)[0]] = parse_desc(fh.read().decode()).get("FILES", [])
+                    out[member.name.rsplit("/", 1)[0]] = parse_desc(fh.read().decode("utf-8", "replace")).get("FILES", [])
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ValueError(f"not a readable files database: {exc}") from None
     return out

@@ -5,7 +5,9 @@
                                  <name>.asc, hard links to the pool files the db lists
     <repo>/<arch> -> snapshots/N the published view (pacman's `Server = <url>/$arch`),
                                  switched by one atomic rename of a symlink
-    <repo>/.lock                 the run lock
+    <repo>/.lock                 the run lock (exclusive to publish, shared to verify)
+    <repo>/ledger.json           every version ever published with its sha256, the last
+                                 switched generation and db, rollback holds (ledger.py)
 
 A crash at any instant leaves <arch> pointing at a complete snapshot, old or new.
 """

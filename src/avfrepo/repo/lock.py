@@ -8,8 +8,10 @@ who it is into the file so a waiting run can say whom it waits for.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import socket
 import sys
 import time
@@ -23,26 +25,54 @@ class LockTimeout(AvfrepoError):
     """Another avfrepo holds the repository lock for longer than we may wait."""
 
 
-def _holder(fh) -> str:
+def _holder(fd: int) -> str:
     try:
-        fh.seek(0)
-        return fh.read().strip() or "unknown holder"
+        return os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown holder"
     except OSError:
         return "unknown holder"
 
 
+def _open(path: Path):
+    """The lock file, never through a symbolic link (which would let a planted link truncate its
+    target), and only a regular file."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise AvfrepoError(f"{path}: is a symbolic link; the lock must be a regular file "
+                               "(remove the link)") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise AvfrepoError(f"{path}: not a regular file; the lock must be one")
+    return fd
+
+
+def _tell(fd: int, text: str) -> None:
+    """Name the holder in the lock file: a courtesy to waiting runs, so a full disk (ENOSPC)
+    must not fail the run that holds the lock."""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, text.encode(), 0)
+    except OSError:
+        pass
+
+
 @contextlib.contextmanager
 def repo_lock(repo: Path, timeout: float, what: str = "",
-              progress: Callable[[str], None] = lambda s: None) -> Iterator[None]:
+              progress: Callable[[str], None] = lambda s: None, *, shared: bool = False) -> Iterator[None]:
+    """Hold the repository lock: exclusive for changes, shared (any number of readers, no
+    writer) for `verify`."""
     repo.mkdir(parents=True, exist_ok=True)
     path = repo / ".lock"
-    fh = open(path, "a+")
+    fh = _open(path)      # a file descriptor
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     try:
         deadline = time.monotonic() + timeout
         told = False
         while True:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fh, mode | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 holder = _holder(fh)
@@ -53,17 +83,14 @@ def repo_lock(repo: Path, timeout: float, what: str = "",
                     progress(f"waiting up to {timeout:g} s for the lock on {repo}, held by {holder}")
                     told = True
                 time.sleep(0.05)
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()} ({what or ' '.join(sys.argv[:3])}) "
-                 f"since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        fh.flush()
+        if not shared:
+            _tell(fh, f"pid {os.getpid()} on {socket.gethostname()} ({what or ' '.join(sys.argv[:3])}) "
+                      f"since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         try:
             yield
         finally:
-            fh.seek(0)
-            fh.truncate()
-            fh.flush()
+            if not shared:
+                _tell(fh, "")
             fcntl.flock(fh, fcntl.LOCK_UN)
     finally:
-        fh.close()
+        os.close(fh)

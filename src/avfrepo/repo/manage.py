@@ -62,7 +62,8 @@ def rollback(cfg: Config, name: str, version: str | None = None,
                 raise AvfrepoError(f"no archived version of {name} older than "
                                    f"{current.version if current else 'nothing'} to roll back to")
         f = chosen[0]
-        transaction(cfg, key, add=[layout.pool(cfg) / f.filename], allow_downgrade=True, progress=progress)
+        transaction(cfg, key, add=[layout.pool(cfg) / f.filename], allow_downgrade=True, progress=progress,
+                    hold={name: current.version} if current is not None and vercmp(f.version, current.version) < 0 else None)
     return f.version
 
 

@@ -1,14 +1,19 @@
 """Publishing as a transaction.
 
-1. lock the repository (flock, waits up to [repo] lock_timeout, names the holder);
-2. validate every incoming package before anything moves: signature by the repository key,
-   file name matching its .PKGINFO, arch, no downgrade, no second build of a published
-   version with other bytes;
+1. lock the repository (flock, waits up to [repo] lock_timeout, names the holder); sign a
+   probe with the key (a revoked, expired or unusable key stops here);
+2. validate every incoming package before anything moves: regular files only, signature by
+   the repository key, name/version/arch by Arch's rules, file name exactly
+   <name>-<version>-<arch>.pkg.tar.<ext>, arch, no downgrade, no version published before
+   (ledger.json) with other bytes, a provenance record (if any) regular, signed, naming it;
 3. copy packages and signatures into the pool (temporary name, then rename);
 4. build the next snapshot in a temporary directory: the current db and files db copied,
    `repo-add -s -v` (or `repo-remove`) run there, hard links to the pool files the new db
-   lists, the armored key; then rename it to its generation number;
+   lists, the armored key; check it (check_snapshot: both dbs non-empty and signed, listing
+   exactly the intended set, every package there and signed), then rename it to its
+   generation number; a bad snapshot is removed and nothing is switched;
 5. switch `<repo>/<arch>` to the new snapshot with one atomic rename of a symlink;
+   then record the switch in ledger.json;
 6. apply retention: keep the last [repo] keep versions of each package in the pool, the
    current and the previous snapshot.
 A SIGKILL at any point leaves the old or the new repository, each complete; leftovers of an
@@ -25,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -33,12 +39,13 @@ from .. import provenance, signing
 from ..config import Config
 from ..errors import AvfrepoError
 from ..formats import pkginfo
-from ..formats.repodb import DbEntry, read_db
-from ..fsutil import atomic_write, sha256_file
+from ..formats.repodb import DbEntry, read_db, read_files_db
+from ..fsutil import atomic_write, link_or_copy, sha256_file
 from ..run import run
 from ..signing import Key
 from ..versions import vercmp
 from . import layout
+from . import ledger as ledger_mod
 from .lock import repo_lock
 
 
@@ -76,8 +83,20 @@ def current_entries(cfg: Config) -> dict[str, DbEntry]:
     """The published db's entries. Parsing a 500-entry db costs about a tenth of a second, so
     each publish leaves an index of the db it made in the local cache, keyed by the db's
     sha256: a db changed by anyone else simply misses the index and is parsed."""
-    if not cfg.repo.db.exists():
-        return {}
+    link = cfg.repo.published
+    if not os.path.lexists(link):
+        return {}                       # nothing published yet
+    if link.is_symlink():
+        target = Path(os.path.realpath(link))
+        if target.parent != Path(os.path.realpath(layout.snapshots(cfg))):
+            raise AvfrepoError(f"{link} points to {os.readlink(link)}, outside {layout.snapshots(cfg)}; "
+                               "point it at the newest snapshot again")
+        if not target.is_dir():
+            raise AvfrepoError(f"{link} points to {os.readlink(link)}, which does not exist (a dangling link "
+                               "is not an empty repository): point it at the newest snapshot again")
+    if not cfg.repo.db.is_file():
+        raise AvfrepoError(f"{cfg.repo.db}: missing from the published repository; "
+                           f"point {link.name} at a complete snapshot again")
     index = _index_path(cfg, sha256_file(cfg.repo.db))
     try:
         rows = json.loads(index.read_text())
@@ -100,24 +119,61 @@ def _write_index(cfg: Config, entries: dict[str, DbEntry]) -> None:
     atomic_write(index, json.dumps(rows).encode())
 
 
+def _regular(path: Path, what: str) -> None:
+    """PublishRefused unless path is a regular file (a symbolic link is refused, not followed)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise PublishRefused(f"{path}: {what} file missing") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise PublishRefused(f"{path}: {what} is not a regular file"
+                             + (" (a symbolic link)" if stat.S_ISLNK(st.st_mode) else ""))
+
+
+def _check_record(public: bytes, key: str, pkg: Path, info: pkginfo.PkgInfo, digest: str) -> bool:
+    """A provenance record beside pkg, when there is one: both files regular, signed by the key,
+    of the expected schema and naming this file. Returns whether there is one."""
+    record, sig = (pkg.with_name(c) for c in provenance.companions(pkg.name))
+    if not (os.path.lexists(record) or os.path.lexists(sig)):
+        return False
+    _regular(record, "provenance record")
+    _regular(sig, "provenance record signature")
+    res = signing.verify_detached(public, sig, record, key)
+    if not res.ok:
+        raise PublishRefused(f"{record.name}: {res.reason} (records must be signed by the repository key)")
+    try:
+        rec = provenance.read(record)
+    except (OSError, ValueError) as exc:
+        raise PublishRefused(f"{record.name}: not a provenance record: {exc}") from None
+    wrong = [w for w, got, want in (("pkgname", rec.pkgname, info.pkgname), ("version", rec.version, info.pkgver),
+                                    ("filename", rec.filename, pkg.name), ("sha256", rec.sha256, digest))
+             if got != want]
+    if wrong:
+        raise PublishRefused(f"{record.name}: names another package ({', '.join(wrong)} differ)")
+    return True
+
+
 def validate(cfg: Config, key: str, public: bytes, pkg: Path, current: dict[str, DbEntry],
-             *, allow_downgrade: bool = False) -> Incoming:
-    if pkg.is_symlink() or not pkg.is_file():
-        raise PublishRefused(f"{pkg}: not a regular file")
+             *, allow_downgrade: bool = False, known: ledger_mod.Ledger | None = None) -> Incoming:
+    _regular(pkg, "package")
+    _regular(Path(str(pkg) + ".sig"), "package signature")
     sig = signing.verify_detached(public, Path(str(pkg) + ".sig"), pkg, key)
     if not sig.ok:
         raise PublishRefused(f"{pkg.name}: {sig.reason} (packages must be signed by the repository key)")
-    info = pkginfo.read(pkg)
-    expected = f"{info.pkgname}-{info.pkgver}-{info.arch}.pkg.tar"
-    if not pkg.name.startswith(expected):
-        raise PublishRefused(f"{pkg.name}: file name does not match its .PKGINFO ({expected}.*)")
+    try:
+        info = pkginfo.read(pkg)
+        pkginfo.check(info, pkg.name)
+    except ValueError as exc:
+        raise PublishRefused(f"{pkg.name}: {exc}") from None
     if info.arch not in (cfg.repo.arch, "any"):
         raise PublishRefused(f"{pkg.name}: arch {info.arch} does not belong in [{cfg.repo.name}] ({cfg.repo.arch})")
     digest = sha256_file(pkg)
-    pooled = layout.pool(cfg) / pkg.name
-    if pooled.exists() and pooled.resolve() != pkg.resolve() and sha256_file(pooled) != digest:
-        raise PublishRefused(f"{pkg.name}: a different file of that name was published before "
-                             "(same version, other content): bump pkgrel instead")
+    if known is not None:
+        was = known.digest(info.pkgname, info.pkgver)
+        if was is not None and was != digest:
+            raise PublishRefused(f"{pkg.name}: {info.pkgname} {info.pkgver} was published before with other "
+                                 "content (a version keeps its bytes forever): bump pkgrel instead")
+    _check_record(public, key, pkg, info, digest)
     cur = current.get(info.pkgname)
     already = False
     if cur is not None:
@@ -173,15 +229,81 @@ def _next_generation(cfg: Config) -> int:
     return max(gens, default=0) + 1
 
 
-def _build_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], listed: list[str],
-                    armored_key: Path) -> Path:
+class SnapshotBad(AvfrepoError):
+    """The snapshot a publish made is not what pacman would accept; it was not switched to."""
+
+
+def check_snapshot(cfg: Config, fingerprint: str, public: bytes, snap: Path,
+                   listed: dict[str, DbEntry], new: set[str] | None = None) -> None:
+    """The new snapshot, before anything serves it: the db and the files db are non-empty and
+    signed by the repository key, both list exactly `listed` (name, version, file name), and
+    every listed package is there with a signature by the key (checked with gpgv for the file
+    names in `new`, default all; the others, hard links to pool files checked when they were
+    added, must be there with their .sig and the size the db records: one gpgv per carried
+    package would make a publish into a 500-package repository 5 s slower). SnapshotBad otherwise.
+    (pacman 6.0's repo-add only warns when it cannot sign, and leaves a 0-byte db on a full
+    disk with exit 0: nothing repo-add says is trusted.)"""
+    name = cfg.repo.name
+    where = f"new snapshot of [{name}]"
+    want = {n: (e.version, e.filename) for n, e in listed.items()}
+    for base in (f"{name}.db.tar.gz", f"{name}.files.tar.gz"):
+        f = snap / base
+        if not f.is_file() or f.stat().st_size == 0:
+            raise SnapshotBad(f"{where}: {base} is {'empty' if f.is_file() else 'missing'} "
+                              "(repo-add failed; a full disk?)")
+        res = signing.verify_detached(public, snap / (base + ".sig"), f, fingerprint)
+        if not res.ok:
+            raise SnapshotBad(f"{where}: {base}.sig: {res.reason} (repo-add could not sign it?)")
+    for alias, target in ((f"{name}.db", f"{name}.db.tar.gz"), (f"{name}.files", f"{name}.files.tar.gz")):
+        for a, t in ((alias, target), (alias + ".sig", target + ".sig")):
+            if os.path.lexists(snap / a) and os.path.realpath(snap / a) != os.path.realpath(snap / t):
+                raise SnapshotBad(f"{where}: {a} (what pacman downloads) is not {t}")
+    try:
+        got = {n: (e.version, e.filename) for n, e in read_db(snap / f"{name}.db.tar.gz").items()}
+        files = set(read_files_db(snap / f"{name}.files.tar.gz"))
+    except ValueError as exc:
+        raise SnapshotBad(f"{where}: {exc}") from None
+    if got != want:
+        diff = sorted(set(got.items()) ^ set(want.items()))
+        raise SnapshotBad(f"{where}: the db lists other packages than intended: "
+                          + ", ".join(f"{n} {v}" for n, (v, _) in diff))
+    if files != {f"{n}-{v}" for n, (v, _) in want.items()}:
+        raise SnapshotBad(f"{where}: the files db lists other packages than the db")
+    for n, (_, filename) in sorted(want.items()):
+        pkg = snap / filename
+        if pkg.is_symlink() or not pkg.is_file():
+            raise SnapshotBad(f"{where}: {filename} (listed for {n}) is missing")
+        if new is not None and filename not in new:
+            sig = snap / (filename + ".sig")
+            size = listed[n].csize
+            if not sig.is_file() or sig.stat().st_size == 0 or (size is not None and pkg.stat().st_size != size):
+                raise SnapshotBad(f"{where}: {filename} or its .sig differs from what the db records")
+            continue
+        res = signing.verify_detached(public, snap / (filename + ".sig"), pkg, fingerprint)
+        if not res.ok:
+            raise SnapshotBad(f"{where}: {filename}.sig: {res.reason}")
+
+
+def _build_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], listed: dict[str, DbEntry],
+                    armored_key: Path, public: bytes) -> Path:
     """The next snapshot: db and files db updated by repo-add/repo-remove, hard links to the
-    `listed` pool files (what the new db lists) and the armored key."""
+    `listed` pool files (what the new db lists) and the armored key; checked by
+    check_snapshot before it gets its generation name. A failed or bad snapshot is removed."""
     snaps = layout.snapshots(cfg)
     snaps.mkdir(parents=True, exist_ok=True)
     gen = _next_generation(cfg)
     tmp = snaps / f".tmp-{gen}-{os.getpid()}"
     tmp.mkdir()
+    try:
+        return _fill_snapshot(cfg, key, add, remove, listed, armored_key, public, tmp, snaps / str(gen))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _fill_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], listed: dict[str, DbEntry],
+                   armored_key: Path, public: bytes, tmp: Path, final: Path) -> Path:
+    snaps = final.parent
     name = cfg.repo.name
     for base in (f"{name}.db.tar.gz", f"{name}.files.tar.gz"):
         for f in (base, base + ".sig"):
@@ -195,16 +317,19 @@ def _build_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], l
     if add:
         run(["repo-add", "--nocolor", *repo_add_flags(), "-s", "-v", "-k", key.fingerprint, str(db),
              *map(str, add)], env=env, hint="repo-add signs with the [signing] key and checks the existing db signature")
+    for base in (f"{name}.db.tar.gz", f"{name}.files.tar.gz"):     # repo-add's backups: never served
+        for f in (base + ".old", base + ".old.sig"):
+            (tmp / f).unlink(missing_ok=True)
     pool = layout.pool(cfg)
-    for filename in listed:
+    for filename in sorted(e.filename for e in listed.values()):
         for f in (filename, filename + ".sig"):
             os.link(pool / f, tmp / f)
         for f in provenance.companions(filename):
             if (pool / f).is_file():
                 os.link(pool / f, tmp / f)
-    os.link(armored_key, tmp / f"{name}.asc")
+    link_or_copy(armored_key, tmp / f"{name}.asc")     # the key lives in the cache: maybe another fs
     _fsync_dir(tmp)
-    final = snaps / str(gen)
+    check_snapshot(cfg, key.fingerprint, public, tmp, listed, {p.name for p in add})
     os.replace(tmp, final)
     _fsync_dir(snaps)
     return final
@@ -259,14 +384,33 @@ def apply_retention(cfg: Config, current: set[str] | None = None) -> list[str]:
     return removed
 
 
+def _catch_up(cfg: Config, known: ledger_mod.Ledger, current: dict[str, DbEntry]) -> None:
+    """Record in the ledger what is served (and, for a repository older than the ledger, what
+    its snapshots hold): those versions were published, whatever happened to the ledger."""
+    for e in current.values():
+        if e.sha256:
+            known.record(e.name, e.version, e.filename, e.sha256)
+    if not known.exists:
+        pool = layout.pool(cfg)
+        for f in layout.pool_files(cfg):
+            p = pool / f.filename
+            if p.is_file() and not p.is_symlink() and p.stat().st_nlink > 1:   # linked in a snapshot
+                known.record(f.name, f.version, f.filename, sha256_file(p))
+
+
 def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str] = (),
-                allow_downgrade: bool = False, progress: Callable[[str], None] = lambda s: None) -> list[Incoming]:
-    """Validate, then publish `add` and drop `remove` in one switch. Call with the lock held."""
+                allow_downgrade: bool = False, hold: dict[str, str] | None = None,
+                progress: Callable[[str], None] = lambda s: None) -> list[Incoming]:
+    """Validate, then publish `add` and drop `remove` in one switch. Call with the lock held.
+    `hold` (from a rollback): name -> version rolled back from, which later publishes skip."""
+    public, armored = signing.public_key_files(cfg.signing, key.fingerprint, cfg.cache)
+    signing.probe_signing(cfg.signing, key, public)
     cleanup_leftovers(cfg)
     current = current_entries(cfg)
-    public, armored = signing.public_key_files(cfg.signing, key.fingerprint, cfg.cache)
-    incoming = [validate(cfg, key.fingerprint, public, Path(p), current, allow_downgrade=allow_downgrade)
-                for p in add]
+    known = ledger_mod.load(cfg)
+    _catch_up(cfg, known, current)
+    incoming = [validate(cfg, key.fingerprint, public, Path(p), current, allow_downgrade=allow_downgrade,
+                         known=known) for p in add]
     names = [i.info.pkgname for i in incoming]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
@@ -274,7 +418,12 @@ def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str
     missing = [n for n in remove if n not in current]
     if missing:
         raise PublishRefused(f"not in [{cfg.repo.name}]: {', '.join(missing)}")
-    todo = [i for i in incoming if not i.already]
+    held = [i for i in incoming if not i.already and not allow_downgrade and i.info.pkgname in known.holds
+            and vercmp(i.info.pkgver, known.holds[i.info.pkgname]) <= 0]
+    for i in held:
+        progress(f"not publishing {i.path.name}: {i.info.pkgname} was rolled back from "
+                 f"{known.holds[i.info.pkgname]}; held until a newer version is synced")
+    todo = [i for i in incoming if not i.already and i not in held]
     if not todo and not remove:
         progress("nothing to publish: every package is already the published one")
         return []
@@ -283,7 +432,7 @@ def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str
     pooled = []
     for i in todo:
         record = [i.path.with_name(c) for c in provenance.companions(i.path.name)]
-        if all(r.is_file() for r in record):
+        if os.path.lexists(record[0]):          # checked by validate: both regular and good
             for r in reversed(record):          # the signature first, then the record
                 _copy_into(r, pool)
         _copy_into(Path(str(i.path) + ".sig"), pool)
@@ -295,8 +444,18 @@ def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str
     listed.update({i.info.pkgname: DbEntry(i.info.pkgname, i.info.pkgver, i.path.name, i.info.arch,
                                            i.path.stat().st_size, i.sha256, None) for i in todo})
     filenames = sorted(e.filename for e in listed.values())
-    snapshot = _build_snapshot(cfg, key, pooled, list(remove), filenames, armored)
+    snapshot = _build_snapshot(cfg, key, pooled, list(remove), listed, armored, public)
     _switch(cfg, snapshot)
+    for i in todo:
+        known.record(i.info.pkgname, i.info.pkgver, i.path.name, i.sha256)
+        if i.info.pkgname in known.holds and vercmp(i.info.pkgver, known.holds[i.info.pkgname]) > 0:
+            del known.holds[i.info.pkgname]
+    for name, version in (hold or {}).items():
+        if name not in known.holds or vercmp(version, known.holds[name]) > 0:
+            known.holds[name] = version
+    known.generation = int(snapshot.name)
+    known.db_sha256 = sha256_file(snapshot / f"{cfg.repo.name}.db.tar.gz")
+    ledger_mod.save(cfg, known)
     progress(f"published snapshot {snapshot.name}: " + ", ".join(
         [f"+{i.path.name}" for i in todo] + [f"-{n}" for n in remove]))
     _write_index(cfg, listed)

@@ -1,6 +1,10 @@
 """`avfrepo verify`: is the published repository what pacman with SigLevel=Required accepts?
 
-Published view (`<repo>/<arch>`): the db and files db are present and signed by the
+Served view, as pacman sees it: `<repo>/<arch>` links to this repository's newest snapshot
+(the ledger's last switch: an older one served is a replay), `<repo>.db`/`.files` (+ .sig)
+resolve to this snapshot's db files, `<repo>.asc` is the repository key, every served file is
+a regular file the db accounts for (nothing else, nothing linking out). The lock is held
+shared. Published view (`<repo>/<arch>`): the db and files db are present and signed by the
 repository key; every db entry's package exists with the size and sha256 the db records, its
 .sig verifies with the repository key and equals the db's embedded %PGPSIG%; no package file
 lies there that the db does not list. Pool (the archive): every package has a good signature.
@@ -13,6 +17,7 @@ file name and sha256, which the file itself must have.
 from __future__ import annotations
 
 import base64
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +25,10 @@ from .. import provenance as prov
 from .. import signing
 from ..config import Config
 from ..formats.repodb import read_db, read_files_db
+from ..errors import AvfrepoError
 from . import layout
+from . import ledger as ledger_mod
+from .lock import repo_lock
 from ..fsutil import sha256_file
 
 
@@ -54,11 +62,21 @@ class VerifyReport:
 
 
 def verify(cfg: Config, *, provenance: bool = False) -> VerifyReport:
+    """Check the repository with its lock held shared (no publish switches meanwhile)."""
+    if not cfg.repo.path.is_dir():
+        return _verify(cfg, provenance=provenance)
+    with repo_lock(cfg.repo.path, cfg.repo.lock_timeout, "verify", shared=True):
+        return _verify(cfg, provenance=provenance)
+
+
+def _verify(cfg: Config, *, provenance: bool = False) -> VerifyReport:
     key = signing.verification_key(cfg.signing)
     public = signing.export_public(cfg.signing, key, armor=False)
     pub = cfg.repo.published
     rep = VerifyReport(cfg.repo.path, key)
     add = rep.checks.append
+    if not _verify_link(cfg, add):
+        return rep
 
     def sig_check(path: Path, shown: str) -> bool:
         res = signing.verify_detached(public, Path(str(path) + ".sig"), path, key)
@@ -108,10 +126,86 @@ def verify(cfg: Config, *, provenance: bool = False) -> VerifyReport:
     for p in sorted(pub.iterdir()):
         if layout.parse_filename(p.name) and p.name not in listed_files:
             add(Check(p.name, False, "orphan: in the published directory but not in the db"))
+    _verify_served(cfg, key, listed_files, add)
     _verify_pool(cfg, public, key, add)
     for p in sorted(layout.snapshots(cfg).glob(".tmp-*")) + sorted(layout.pool(cfg).glob("*.part")):
         add(Check(str(p.relative_to(cfg.repo.path)), False, "left by an interrupted publish", "warning"))
     return rep
+
+
+def _verify_link(cfg: Config, add) -> bool:
+    """`<repo>/<arch>` is avfrepo's symlink to one of this repository's snapshots. Returns
+    whether there is a served snapshot to look into."""
+    link = cfg.repo.published
+    name = link.name
+    if not os.path.lexists(link):
+        return True                    # nothing published: the db check says so
+    if not link.is_symlink():
+        add(Check(name, False, "a real directory, not the symlink to a snapshot avfrepo publishes"))
+        return False
+    target = Path(os.path.realpath(link))
+    snaps = Path(os.path.realpath(layout.snapshots(cfg)))
+    if target.parent != snaps or not target.name.isdigit():
+        add(Check(name, False, f"points to {os.readlink(link)}, outside this repository's snapshots"))
+        return False
+    if not target.is_dir():
+        add(Check(name, False, f"points to {os.readlink(link)}, which does not exist (a dangling link)"))
+        return False
+    gens = sorted(int(p.name) for p in snaps.iterdir() if p.name.isdigit())
+    served = int(target.name)
+    if gens and served != gens[-1]:
+        add(Check(name, False, f"serves snapshot {served}, but snapshot {gens[-1]} is newer "
+                                "(an old snapshot replayed: pacman -Suu would downgrade)"))
+    try:
+        known = ledger_mod.load(cfg)
+    except AvfrepoError as exc:
+        add(Check("ledger.json", False, str(exc)))
+        return True
+    db = target / f"{cfg.repo.name}.db.tar.gz"
+    if known.generation > served:
+        add(Check(name, False, f"serves snapshot {served}, but snapshot {known.generation} was published "
+                                "(an old snapshot replayed: pacman -Suu would downgrade)"))
+    elif known.generation == served and known.db_sha256 and db.is_file() and sha256_file(db) != known.db_sha256:
+        add(Check(db.name, False, f"is not the db published as snapshot {served} (replaced or replayed)"))
+    elif known.exists and known.generation < served:
+        add(Check("ledger.json", False, f"records snapshot {known.generation}, the served one is {served} "
+                                        "(an interrupted publish; the next publish records it)", "warning"))
+    return True
+
+
+def _verify_served(cfg: Config, key: str, listed: set[str], add) -> None:
+    """What pacman reads: the db/files names resolve to this snapshot's files, <repo>.asc is
+    the repository key, packages are regular files, and nothing else is served."""
+    pub = cfg.repo.published
+    snap = os.path.realpath(pub)
+    name = cfg.repo.name
+    aliases = {f"{name}.db": f"{name}.db.tar.gz", f"{name}.files": f"{name}.files.tar.gz"}
+    aliases.update({a + ".sig": t + ".sig" for a, t in list(aliases.items())})
+    allowed = set(aliases) | set(aliases.values()) | {f"{name}.asc"}
+    for f in listed:
+        allowed |= {f, f + ".sig", *prov.companions(f)}
+    for alias, target in sorted(aliases.items()):
+        p = pub / alias
+        if not os.path.lexists(p):
+            add(Check(alias, False, f"missing: pacman downloads {alias}"))
+        elif os.path.realpath(p) != os.path.join(snap, target):
+            add(Check(alias, False, f"is not {target} of this snapshot (pacman reads {alias})"))
+    for p in sorted(Path(snap).iterdir()):
+        if p.name not in allowed:
+            if layout.parse_filename(p.name):
+                continue            # named as an orphan already
+            add(Check(p.name, False, "unexpected file in the served directory"))
+        elif p.is_symlink() and p.name not in aliases:
+            add(Check(p.name, False, f"a symbolic link (to {os.readlink(p)}) where a regular file belongs"))
+        elif not p.is_symlink() and not p.is_file():
+            add(Check(p.name, False, "not a regular file"))
+    asc = pub / f"{name}.asc"
+    if asc.is_symlink() or not asc.is_file():
+        add(Check(asc.name, False, "missing: the repository key users import"))
+    else:
+        fprs = signing.key_fingerprints(asc.read_bytes())
+        add(Check(asc.name, fprs == [key.upper()], "the repository key" if fprs == [key.upper()] else
+                  f"holds {', '.join(fprs) or 'no key'}, not the repository key {key}"))
 
 
 def _verify_provenance(entry, pkg: Path, sig_check, add) -> None:

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from ..config import AlpmDbUpstream, NetPolicy
 from ..errors import AvfrepoError, UpstreamError
+from ..formats import repodb
 from ..formats.repodb import DbEntry, read_db
-from ..run import run
+from ..run import run_bounded
 from ..versions import Version
 from . import Release
 from .git_tags import TagRef, ls_remote_tags
@@ -47,14 +48,17 @@ def parse_db(upstream: AlpmDbUpstream, data: bytes) -> dict[str, DbEntry]:
 
 
 def _unzstd(upstream: AlpmDbUpstream, data: bytes) -> bytes:
+    """The tar inside, at most MAX_TAR_BYTES of it (a 64 KB zstd bomb unpacks to gigabytes)."""
     with tempfile.TemporaryDirectory(prefix="avfrepo-db-") as tmp:
-        src, dst = Path(tmp) / "db.zst", Path(tmp) / "db.tar"
+        src = Path(tmp) / "db.zst"
         src.write_bytes(data)
         try:
-            run(["zstd", "-q", "-d", "-f", src, "-o", dst], timeout=120)
+            return run_bounded(["zstd", "-q", "-d", "-c", src], limit=repodb.MAX_TAR_BYTES, timeout=120)
         except AvfrepoError as exc:
-            raise UpstreamError(upstream.name, upstream.url, f"cannot decompress the zstd database: {exc}") from None
-        return dst.read_bytes()
+            first = str(exc).splitlines()[0]
+            tail = str(exc).strip().splitlines()[-1]
+            raise UpstreamError(upstream.name, upstream.url,
+                                f"cannot decompress the zstd database: {first}: {tail}") from None
 
 
 def package_release(upstream: AlpmDbUpstream, entries: dict[str, DbEntry]) -> Release:

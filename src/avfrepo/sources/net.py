@@ -9,11 +9,13 @@ since asking again cannot help.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import time
 from typing import Callable, TypeVar
 
 import requests
+import urllib3
 
 from ..config import NetPolicy
 from ..errors import UpstreamError
@@ -54,33 +56,60 @@ def with_retries(upstream: str, url: str, net: NetPolicy, attempt: Callable[[], 
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def stream(upstream: str, url: str, net: NetPolicy, write: Callable[[bytes], None], *,
+           accept: str = "*/*", limit: int = MAX_BYTES) -> None:
+    """One GET of url, its body handed to write() piece by piece: at most `limit` bytes, each
+    read within net.timeout and the whole answer within net.deadline (a server sending one
+    byte every few seconds never trips a per-read timeout). Raises Transient for a failure
+    worth retrying, UpstreamError otherwise."""
+    end = time.monotonic() + net.deadline
+    try:
+        with requests.get(url, timeout=(net.timeout, net.timeout), stream=True,
+                          headers={"User-Agent": USER_AGENT, "Accept": accept}) as resp:
+            if resp.status_code in RETRY_STATUS:
+                raise Transient(f"HTTP {resp.status_code} {resp.reason or ''}".rstrip())
+            if resp.status_code != 200:
+                raise UpstreamError(upstream, url, f"HTTP {resp.status_code} {resp.reason or ''}".rstrip())
+            declared = resp.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise UpstreamError(upstream, url, f"answer of {declared} bytes, larger than {limit} bytes")
+            total = 0
+            while True:
+                if time.monotonic() > end:
+                    raise Transient(f"no complete answer within {net.deadline:g} s")
+                # read1: whatever arrived (at most 64 KiB), so the deadline is checked often
+                chunk = resp.raw.read1(64 * 1024, decode_content=True)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > limit:
+                    raise UpstreamError(upstream, url, f"answer larger than {limit} bytes")
+                write(chunk)
+    except requests.Timeout:
+        raise Transient(f"no answer within {net.timeout:g} s") from None
+    except requests.ConnectionError as exc:
+        raise Transient(f"connection failed: {_root_cause(exc)}") from None
+    except requests.RequestException as exc:
+        # a malformed URL, too many redirects, a broken chunked body, ...
+        if isinstance(exc, (requests.exceptions.ChunkedEncodingError,
+                            requests.exceptions.ContentDecodingError)):
+            raise Transient(f"broken answer: {_root_cause(exc)}") from None
+        raise UpstreamError(upstream, url, f"request failed: {_root_cause(exc)}") from None
+    except urllib3.exceptions.ReadTimeoutError:
+        raise Transient(f"no answer within {net.timeout:g} s") from None
+    except urllib3.exceptions.DecodeError as exc:
+        raise UpstreamError(upstream, url, f"cannot decode the answer: {_root_cause(exc)}") from None
+    except (urllib3.exceptions.HTTPError, http.client.HTTPException, ConnectionError) as exc:
+        raise Transient(f"broken answer: {_root_cause(exc)}") from None
+
+
 def http_get(upstream: str, url: str, net: NetPolicy, *, accept: str = "*/*") -> bytes:
     """GET url and return the body, retrying transient failures; UpstreamError otherwise."""
 
     def attempt() -> bytes:
-        try:
-            with requests.get(url, timeout=(net.timeout, net.timeout), stream=True,
-                              headers={"User-Agent": USER_AGENT, "Accept": accept}) as resp:
-                if resp.status_code in RETRY_STATUS:
-                    raise Transient(f"HTTP {resp.status_code} {resp.reason or ''}".rstrip())
-                if resp.status_code != 200:
-                    raise UpstreamError(upstream, url, f"HTTP {resp.status_code} {resp.reason or ''}".rstrip())
-                body = bytearray()
-                for chunk in resp.iter_content(64 * 1024):
-                    body += chunk
-                    if len(body) > MAX_BYTES:
-                        raise UpstreamError(upstream, url, f"answer larger than {MAX_BYTES} bytes")
-                return bytes(body)
-        except requests.Timeout:
-            raise Transient(f"no answer within {net.timeout:g} s") from None
-        except requests.ConnectionError as exc:
-            raise Transient(f"connection failed: {_root_cause(exc)}") from None
-        except requests.RequestException as exc:
-            # a malformed URL, too many redirects, a broken chunked body, ...
-            if isinstance(exc, (requests.exceptions.ChunkedEncodingError,
-                                requests.exceptions.ContentDecodingError)):
-                raise Transient(f"broken answer: {_root_cause(exc)}") from None
-            raise UpstreamError(upstream, url, f"request failed: {_root_cause(exc)}") from None
+        body = bytearray()
+        stream(upstream, url, net, body.extend, accept=accept)
+        return bytes(body)
 
     return with_retries(upstream, url, net, attempt)
 

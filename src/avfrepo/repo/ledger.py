@@ -1,0 +1,107 @@
+"""`<repo>/ledger.json`: what the repository has ever published, kept beside the pool.
+
+    {
+      "format": 1,
+      "versions": {"t-a 1.0-1": {"filename": "t-a-1.0-1-any.pkg.tar.zst", "sha256": "..."}},
+      "latest": {"generation": 7, "db_sha256": "..."},
+      "holds": {"t-a": "1.0-2"}
+    }
+
+- versions: every package version ever switched to, with its file's sha256. A version once
+  published keeps its bytes forever: `repo remove` + `repo add` of the same version with other
+  bytes is refused, even after the pool forgot the file. Only switched-to versions are
+  recorded, so pool copies left by a killed run never block a rebuild.
+- latest: the snapshot generation and db sha256 of the last switch. `verify` fails when the
+  served snapshot is older (a replay of an old, validly signed snapshot).
+- holds: after `repo rollback`, the version rolled back from; publishing that version (or an
+  older one) again is skipped until a newer version comes.
+
+Written after the switch, atomically. A kill between the switch and the write leaves the ledger
+one generation behind; the next publish catches up from the served db.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import Config
+from ..errors import AvfrepoError
+from ..fsutil import atomic_write
+
+FORMAT = 1
+
+
+class LedgerError(AvfrepoError):
+    """The ledger file is unreadable."""
+
+
+@dataclass
+class Ledger:
+    versions: dict[str, dict[str, str]] = field(default_factory=dict)
+    generation: int = 0
+    db_sha256: str | None = None
+    holds: dict[str, str] = field(default_factory=dict)
+    exists: bool = False
+
+    @staticmethod
+    def key(name: str, version: str) -> str:
+        return f"{name} {version}"
+
+    def digest(self, name: str, version: str) -> str | None:
+        row = self.versions.get(self.key(name, version))
+        return row["sha256"] if row else None
+
+    def record(self, name: str, version: str, filename: str, sha256: str) -> None:
+        self.versions.setdefault(self.key(name, version), {"filename": filename, "sha256": sha256})
+
+    def to_bytes(self) -> bytes:
+        data = {"format": FORMAT, "versions": dict(sorted(self.versions.items())),
+                "latest": {"generation": self.generation, "db_sha256": self.db_sha256},
+                "holds": dict(sorted(self.holds.items()))}
+        return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+def path(cfg: Config) -> Path:
+    return cfg.repo.path / "ledger.json"
+
+
+def parse(data: bytes, where: str = "ledger.json") -> Ledger:
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise LedgerError(f"{where}: not JSON ({exc})") from None
+    try:
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+            raise TypeError(f"format {obj.get('format') if isinstance(obj, dict) else None!r}")
+        versions, latest, holds = obj["versions"], obj["latest"], obj["holds"]
+        if not (isinstance(versions, dict) and all(
+                isinstance(k, str) and isinstance(v, dict) and isinstance(v.get("filename"), str)
+                and isinstance(v.get("sha256"), str) for k, v in versions.items())):
+            raise TypeError("versions")
+        if not (isinstance(holds, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in holds.items())):
+            raise TypeError("holds")
+        gen, db = latest["generation"], latest["db_sha256"]
+        if not isinstance(gen, int) or isinstance(gen, bool) or gen < 0 or not (db is None or isinstance(db, str)):
+            raise TypeError("latest")
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise LedgerError(f"{where}: unexpected content ({exc}); restore it from a backup") from None
+    return Ledger({k: {"filename": v["filename"], "sha256": v["sha256"]} for k, v in versions.items()},
+                  gen, db, dict(holds), True)
+
+
+def load(cfg: Config) -> Ledger:
+    p = path(cfg)
+    if p.is_symlink():
+        raise LedgerError(f"{p}: a symbolic link where avfrepo keeps a regular file")
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        return Ledger()
+    return parse(data, str(p))
+
+
+def save(cfg: Config, ledger: Ledger) -> None:
+    atomic_write(path(cfg), ledger.to_bytes())
+    ledger.exists = True
