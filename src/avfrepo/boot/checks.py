@@ -30,7 +30,8 @@ MILESTONES = (
 )
 # what ends a boot early, with the reason a user would read
 FATAL = (
-    ("fw", re.compile(r"UEFI Interactive Shell|^Shell> ", re.M), "the firmware found no boot loader on the disk"),
+    ("fw", re.compile(r'BdsDxe: failed to load Boot\w+ "UEFI Misc Device"[^\n]*|UEFI Interactive Shell'),
+     "the firmware found no boot loader on the disk ({line})"),
     ("fw", re.compile(r"(?:^|\n)[^\n]*(?:Error|Failed)[^\n]*(?:load|open|boot|start)[^\n]*", re.I),
      "systemd-boot: {line}"),
     ("con", re.compile(r"ALERT![^\n]*"), "initramfs: {line}"),
