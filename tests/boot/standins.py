@@ -95,7 +95,8 @@ def _packages(tree: Path, src: Path, agent_service: str, agent_method: str) -> d
 
     def userland_src(folder: Path) -> None:
         _tar(tree, folder / "userland.tar", ".", exclude=("usr/lib/modules", "boot/*", ".complete", "etc/machine-id",
-                                                        "etc/fstab", "etc/hostname"))
+                                                        "etc/fstab", "etc/hostname", "dev/*", "proc/*", "sys/*",
+                                                        "run/*", "tmp/*", "var/cache/apt/*"))
 
     def kernel_src(folder: Path) -> None:
         stage = folder / "stage"

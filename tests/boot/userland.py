@@ -27,7 +27,8 @@ MIRROR = os.environ.get("AVFREPO_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 INCLUDE = ("systemd", "systemd-sysv", "udev", "dbus", "kmod", "iproute2", "avahi-daemon", "avahi-utils", "openssl",
            "sudo", "systemd-zram-generator", "systemd-resolved", "systemd-boot-efi", "linux-image-arm64",
            "initramfs-tools", "procps", "python3-grpcio", "python3-protobuf", "zstd", "libwebsockets19t64",
-           "libwebsockets-evlib-uv", "libjson-c5", "libuv1t64", "zlib1g")
+           "libwebsockets-evlib-uv", "libjson-c5", "libuv1t64", "zlib1g",
+           "libre2-11")     # python3-grpcio needs libre2-11-absl20240722, which only libre2-11 provides
 TTYD_TAG = "1.7.7"
 TTYD_BUILD_DEPS = ("gcc", "libc6-dev", "libwebsockets-dev", "libjson-c-dev", "libuv1-dev", "libssl-dev",
                    "zlib1g-dev")

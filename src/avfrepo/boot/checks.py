@@ -206,7 +206,9 @@ class Session:
             if "multi-user.target" in reached:
                 self._failed_units_on_console(con)
                 return True
-            after_loader = fw.split("BdsDxe: starting", 1)[1] if "BdsDxe: starting" in fw else ""
+            # what systemd-boot printed: after the firmware started it, before the kernel's EFI stub
+            after_loader = fw.split("BdsDxe: starting", 1)[1].split("EFI stub:", 1)[0] \
+                if "BdsDxe: starting" in fw else ""
             for where, rx, reason in FATAL:
                 hay = after_loader if reason.startswith("systemd-boot") else texts[where]
                 mt = rx.search(hay)
