@@ -65,7 +65,7 @@ def _pkgbuild(name: str, body: str, *, provides: tuple[str, ...] = (), depends: 
         pkgdesc="boot test STAND-IN carrying Debian arm64 binaries"
         arch=(aarch64)
         license=(custom)
-        options=(!strip !debug !zipman !purge !libtool !staticlibs !emptydirs)
+        options=(!strip !debug !zipman !purge !libtool !staticlibs)
         provides=({' '.join(provides)})
         depends=({' '.join(depends)})
         source=({' '.join(source)})
@@ -179,10 +179,9 @@ def make_repos(base: Path, signing_home: Path, tree: Path) -> tuple[Path, Path, 
     assert not rep.refused, rep
     brep = build(cfg)
     assert not brep.failed, brep
-    avf_tree = next(p for p in (cfg.cache / "git").iterdir() if (p / "libs/debian_service/proto").is_dir()) \
-        if (cfg.cache / "git").is_dir() else None
-    if avf_tree is None:       # sync checks out only what the packages read: give the proto its own tree
-        avf_tree = upstream.path
+    # the AVF checkout the sync made, when it holds the proto; else the demo upstream itself
+    trees = [p for p in (cfg.cache / "git").iterdir()] if (cfg.cache / "git").is_dir() else []
+    avf_tree = next((p for p in trees if (p / "libs/debian_service/proto").is_dir()), upstream.path)
     service, method = _first_method(avf_tree)
     specs = _packages(tree, base, service, method)
     core_cfg = _config(base / "core" / "avfrepo.toml", signing_home, "core")

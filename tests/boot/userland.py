@@ -129,7 +129,7 @@ def ensure(progress=print) -> Path:
             apt-get update
             apt-get install -y --no-install-recommends {' '.join(TTYD_BUILD_DEPS)}
             cd /root/ttyd-src
-            gcc -O2 -std=gnu99 -D_GNU_SOURCE -DTTYD_VERSION='"{TTYD_TAG}"' -o /usr/bin/ttyd \\
+            gcc -O2 -std=gnu99 -D_GNU_SOURCE -I/usr/include/json-c -DTTYD_VERSION='"{TTYD_TAG}"' -o /usr/bin/ttyd \\
                 src/utils.c src/pty.c src/protocol.c src/http.c src/server.c \\
                 -lwebsockets -ljson-c -luv -lssl -lcrypto -lz -lutil
             install -Dm644 man/ttyd.1 /usr/share/man/man1/ttyd.1

@@ -37,6 +37,7 @@ FATAL = (
     ("con", re.compile(r"ALERT![^\n]*"), "initramfs: {line}"),
     ("con", re.compile(r"Gave up waiting for[^\n]*"), "initramfs: {line}"),
     ("con", re.compile(r"Kernel panic[^\n]*"), "{line}"),
+    ("con", re.compile(r"No init found[^\n]*|Target filesystem doesn't have[^\n]*"), "initramfs: {line}"),
     ("con", re.compile(r"You are in emergency mode[^\n]*|Cannot open access to console[^\n]*"),
      "systemd went into emergency mode: {line}"),
 )
@@ -69,11 +70,19 @@ def esp_file(disk: Path, p: gpt.Placed, path: str) -> str | None:
         return None
 
 
+def esp_has(disk: Path, p: gpt.Placed, path: str) -> bool:
+    try:
+        _mtools(["mdir", "-b", "-i", f"{disk}@@{p.offset}", f"::{path}"])
+        return True
+    except ToolError:
+        return False
+
+
 def static(disk: Path, placed: list[gpt.Placed]) -> list["Check"]:
     """What can be read off the disk before booting: the ESP's boot entry, its kernel, its root=."""
     from . import Check
     t = time.monotonic()
-    esp = next((p for p in placed if esp_file(disk, p, "/EFI/BOOT/BOOTAA64.EFI") is not None), None)
+    esp = next((p for p in placed if esp_has(disk, p, "/EFI/BOOT/BOOTAA64.EFI")), None)
     if esp is None:
         return [Check("esp", False, "no partition has /EFI/BOOT/BOOTAA64.EFI (the firmware's default boot loader)",
                       seconds=round(time.monotonic() - t, 2))]
@@ -87,7 +96,7 @@ def static(disk: Path, placed: list[gpt.Placed]) -> list["Check"]:
             out.append(Check("esp", False, f"loader.conf's default entry {name} is not on the ESP"))
             continue
         kv = dict(re.findall(r"^(\w+)\s+(.*?)\s*$", entry, re.M))
-        missing = [kv[k] for k in ("linux", "initrd") if k in kv and esp_file(disk, esp, kv[k]) is None]
+        missing = [kv[k] for k in ("linux", "initrd") if k in kv and not esp_has(disk, esp, kv[k])]
         if missing:
             out.append(Check("esp", False, f"no kernel on the ESP: entry {name} boots {', '.join(missing)}, "
                              f"which {esp.label} does not have"))
@@ -194,6 +203,7 @@ class Session:
         """Follow the consoles until multi-user.target; False (with the failure recorded) otherwise."""
         reached: dict[str, float] = {}
         deadline = self.t0 + timeout
+        self._next_probe = 0.0
         while True:
             fw, con = _read(self.work / "firmware.log"), _read(self.work / "console.log")
             texts = {"fw": fw, "con": con, "any": fw + "\n" + con}
@@ -203,6 +213,14 @@ class Session:
                     reached[name] = self._now()
                     self.add(name, True, f"+{reached[name] - last:.1f}s", at=reached[name])
                 last = reached.get(name, last)
+            if "multi-user.target" not in reached and "kernel" in reached and time.monotonic() >= self._next_probe:
+                self._next_probe = time.monotonic() + 5
+                guest = self._probe_multi_user()
+                if guest is not None:
+                    reached["multi-user.target"] = self._now()
+                    self.add("multi-user.target", True, f"+{reached['multi-user.target'] - last:.1f}s (systemd: "
+                             f"active {guest:.1f} s after the kernel started; seen through ttyd)",
+                             at=reached["multi-user.target"])
             if "multi-user.target" in reached:
                 self._failed_units_on_console(con)
                 return True
@@ -223,6 +241,43 @@ class Session:
                 self._missing(reached, f"not reached within --timeout {timeout:.0f} s")
                 return False
             time.sleep(0.5)
+
+    def _certs(self) -> android.Certs:
+        d = self.work / "android-certs"
+        return android.Certs(d / "ca.crt", d / "client.crt", d / "client.key", d / "foreign.crt", d / "foreign.key")
+
+    def _shell(self, attempts: int = 3) -> ttyd.Shell:
+        c = self._certs()
+        for i in range(attempts):
+            try:
+                return ttyd.Shell(self.host_port, c.client_cert, c.client_key)
+            except (OSError, ConnectionError, TimeoutError):
+                if i == attempts - 1:
+                    raise
+                time.sleep(2)
+        raise AssertionError("unreachable")
+
+    def _probe_multi_user(self) -> float | None:
+        """Seconds after the kernel's start at which systemd entered multi-user.target, asked in the
+        guest through ttyd (systemd stops writing its status to ttyS0 once a getty owns it); None
+        while it is not active or ttyd does not answer yet."""
+        c = self._certs()
+        try:
+            ttyd.https_get(self.host_port, c.client_cert, c.client_key, timeout=5)
+            sh = self._shell(attempts=1)
+        except (OSError, ConnectionError, TimeoutError):
+            return None
+        try:
+            rc, out = sh.run("systemctl is-active multi-user.target && "
+                             "systemctl show -p ActiveEnterTimestampMonotonic --value multi-user.target", timeout=30)
+        except (OSError, ConnectionError, TimeoutError):
+            return None
+        finally:
+            sh.close()
+        lines = out.split()
+        if rc != 0 or len(lines) < 2 or not lines[-1].isdigit():
+            return None
+        return int(lines[-1]) / 1e6
 
     def _qemu_err(self) -> str:
         text = _read(self.work / "qemu.log").strip().splitlines()
@@ -268,7 +323,7 @@ class Session:
             self.add(f"ttyd refuses {label}", refused, how, seconds=time.monotonic() - t)
         t = time.monotonic()
         try:
-            sh = ttyd.Shell(self.host_port, certs.client_cert, certs.client_key)
+            sh = self._shell()
             rc, who = sh.run("id -un")
         except (OSError, ConnectionError, TimeoutError) as exc:
             self.add("ttyd terminal", False, f"WebSocket shell: {exc}", seconds=time.monotonic() - t)

@@ -82,6 +82,13 @@ class Shell:
         self._send(json.dumps({"AuthToken": "", "columns": 200, "rows": 50}).encode(), opcode=1)
         self.out = ""
         self.n = 0
+        while True:                 # the login shell's first output: the terminal is ready for input
+            op, data = self._frame()
+            if op == 8:
+                raise ConnectionError("ttyd closed the terminal before it started")
+            if data[:1] == b"0":
+                self.out += _ANSI.sub("", data[1:].decode(errors="replace"))
+                break
         self._input("stty -echo; export PS1='' PROMPT_COMMAND=''; unset HISTFILE\r")
 
     def _send(self, payload: bytes, opcode: int = 2) -> None:
