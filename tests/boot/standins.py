@@ -161,6 +161,9 @@ def _built(name: str, spec: dict, base: Path, cfg: config_mod.Config, tree: Path
         shutil.copy2(pkg, tmp / pkg.name)
         shutil.rmtree(cached, ignore_errors=True)
         os.replace(tmp, cached)
+        for stale in cached.parent.glob(f"{name}-*"):      # packages of an older userland or PKGBUILD
+            if stale != cached and not stale.name.endswith(".tmp"):
+                shutil.rmtree(stale, ignore_errors=True)
         shutil.rmtree(src)
         hit = [cached / pkg.name]
     out = base / "pkgs" / name

@@ -34,6 +34,8 @@ FATAL = (
      "the firmware found no boot loader on the disk ({line})"),
     ("fw", re.compile(r"(?:^|\n)[^\n]*(?:Error|Failed)[^\n]*(?:load|open|boot|start)[^\n]*", re.I),
      "systemd-boot: {line}"),
+    ("fw", re.compile(r"Reboot Into Firmware Interface"),
+     "systemd-boot: no bootable entry (its menu offers only '{line}'): the default entry's kernel is missing"),
     ("con", re.compile(r"ALERT![^\n]*"), "initramfs: {line}"),
     ("con", re.compile(r"Gave up waiting for[^\n]*"), "initramfs: {line}"),
     ("con", re.compile(r"Kernel panic[^\n]*"), "{line}"),
@@ -156,7 +158,11 @@ class Session:
                 self.report.agents = self.service.connected()
                 self.service.stop()
             tail = (_read(self.work / "firmware.log") + "\n" + _read(self.work / "console.log")).strip().splitlines()
-            self.report.console_tail = [ln for ln in tail if ln.strip()][-25:]
+            lines: list[str] = []
+            for ln in tail:                      # without blank lines and repeats of the line before
+                if ln.strip() and (not lines or lines[-1] != ln):
+                    lines.append(ln)
+            self.report.console_tail = lines[-25:]
 
     def _run(self, timeout: float) -> None:
         w, cfg = self.work, self.img.vm_config
@@ -254,7 +260,7 @@ class Session:
             except (OSError, ConnectionError, TimeoutError):
                 if i == attempts - 1:
                     raise
-                time.sleep(2)
+                time.sleep(3)
         raise AssertionError("unreachable")
 
     def _probe_multi_user(self) -> float | None:
@@ -271,12 +277,13 @@ class Session:
             rc, out = sh.run("systemctl is-active multi-user.target && "
                              "systemctl show -p ActiveEnterTimestampMonotonic --value multi-user.target", timeout=30)
         except (OSError, ConnectionError, TimeoutError):
-            return None
-        finally:
             sh.close()
+            return None
         lines = out.split()
         if rc != 0 or len(lines) < 2 or not lines[-1].isdigit():
+            sh.close()
             return None
+        self._sh = sh                 # the same terminal session goes on with the guest checks
         return int(lines[-1]) / 1e6
 
     def _qemu_err(self) -> str:
@@ -323,7 +330,7 @@ class Session:
             self.add(f"ttyd refuses {label}", refused, how, seconds=time.monotonic() - t)
         t = time.monotonic()
         try:
-            sh = self._shell()
+            sh = getattr(self, "_sh", None) or self._shell(attempts=5)
             rc, who = sh.run("id -un")
         except (OSError, ConnectionError, TimeoutError) as exc:
             self.add("ttyd terminal", False, f"WebSocket shell: {exc}", seconds=time.monotonic() - t)

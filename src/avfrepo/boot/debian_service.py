@@ -12,9 +12,7 @@ app does when the user stops the VM.
 
 from __future__ import annotations
 
-import importlib.util
 import queue
-import sys
 import tempfile
 import threading
 import time
@@ -52,10 +50,28 @@ class Recorder:
                                    str(client)))
 
 
-def generate_stubs(avf_tree: Path, out: Path) -> tuple[object, object, Path]:
-    """(pb2 module, pb2_grpc module, proto file) generated from the checkout's DebianService proto."""
+class Stubs:
+    """The compiled proto in a private descriptor pool (so two checkouts' protos, or two boots in
+    one process, never clash in protobuf's global pool); messages by name."""
+
+    def __init__(self, pool, files):
+        from google.protobuf import message_factory
+        self.pool, self.files = pool, files
+        self._factory = message_factory
+
+    def __getattr__(self, name: str):
+        for f in self.files:
+            if name in f.message_types_by_name:
+                return self._factory.GetMessageClass(f.message_types_by_name[name])
+        raise AttributeError(name)
+
+
+def generate_stubs(avf_tree: Path, out: Path) -> tuple[Stubs, Path, Path]:
+    """(compiled proto, proto file, folder of the generated Python stubs) from the checkout's
+    DebianService proto, by grpcio-tools' protoc at run time."""
     try:
         from grpc_tools import protoc
+        from google.protobuf import descriptor_pb2, descriptor_pool
     except ImportError:
         raise BootError("grpcio-tools is not installed (pip install 'avfrepo[boot]')") from None
     proto_dir = avf_tree / PROTO_DIR
@@ -66,20 +82,18 @@ def generate_stubs(avf_tree: Path, out: Path) -> tuple[object, object, Path]:
     import grpc_tools
     include = Path(grpc_tools.__file__).parent / "_proto"
     out.mkdir(parents=True, exist_ok=True)
+    dset = out / "descriptors.pb"
     rc = protoc.main(["protoc", f"-I{proto_dir}", f"-I{include}", f"--python_out={out}",
-                      f"--grpc_python_out={out}", *[str(p) for p in protos]])
+                      f"--grpc_python_out={out}", f"--descriptor_set_out={dset}", "--include_imports",
+                      *[str(p) for p in protos]])
     if rc != 0:
         raise BootError(f"grpc_tools.protoc could not compile {main} (exit {rc})")
-    mods = {}
-    for kind in ("pb2", "pb2_grpc"):
-        name = f"{main.stem}_{kind}"
-        spec = importlib.util.spec_from_file_location(name, out / f"{name}.py")
-        assert spec and spec.loader
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod           # pb2_grpc imports pb2 by name
-        spec.loader.exec_module(mod)
-        mods[kind] = mod
-    return mods["pb2"], mods["pb2_grpc"], main
+    fds = descriptor_pb2.FileDescriptorSet.FromString(dset.read_bytes())
+    pool = descriptor_pool.DescriptorPool()
+    for f in fds.file:
+        pool.Add(f)
+    files = [pool.FindFileByName(p.name) for p in protos]
+    return Stubs(pool, files), main, out
 
 
 class DebianServiceStandIn:
@@ -90,11 +104,11 @@ class DebianServiceStandIn:
         from google.protobuf import message_factory
         self._grpc = grpc
         self._tmp = tempfile.TemporaryDirectory(prefix="avfrepo-debian-service-")
-        self.pb2, _, self.proto = generate_stubs(avf_tree, Path(self._tmp.name))
+        self.pb2, self.proto, _ = generate_stubs(avf_tree, Path(self._tmp.name))
         self.recorder = Recorder()
         self._streams: list[queue.Queue] = []
         self._stop = threading.Event()
-        services = list(self.pb2.DESCRIPTOR.services_by_name.values())
+        services = [s for f in self.pb2.files for s in f.services_by_name.values()]
         if not services:
             raise BootError(f"{self.proto} declares no service")
         self.service = next((s for s in services if s.name == "DebianService"), services[0])

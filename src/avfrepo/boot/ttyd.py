@@ -145,6 +145,15 @@ class Shell:
                 self.out += _ANSI.sub("", data[1:].decode(errors="replace"))
 
     def close(self) -> None:
+        """Log out and close the WebSocket politely (ttyd restarts when a client just vanishes)."""
+        try:
+            self._input("exit\r")
+            self._send(struct.pack(">H", 1000), opcode=8)
+            self.sock.settimeout(2)
+            while self._frame()[0] != 8:
+                pass
+        except (OSError, ConnectionError, ValueError):
+            pass
         try:
             self.sock.close()
         except OSError:
