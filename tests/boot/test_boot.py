@@ -50,9 +50,9 @@ def test_the_standin_image_boots_as_on_a_phone(good_image, boot_repos, tmp_path,
     assert (tmp_path / "keep" / "console.log").stat().st_size > 0
 
 
-def test_no_kernel_on_the_esp(good_image, tmp_path):
+def test_no_kernel_on_the_esp(good_image, boot_repos, tmp_path):
     img = rewrite(good_image, tmp_path / "images.tar.gz", without_kernel)
-    report = boot(img, timeout=TIMEOUT)
+    report = boot(img, timeout=TIMEOUT, avf_tree=boot_repos[2])     # the app always has DebianService
     show(report)
     by = checks(report)
     assert not report.ok
@@ -61,9 +61,9 @@ def test_no_kernel_on_the_esp(good_image, tmp_path):
     assert "vmlinuz-linux-avf" in by["kernel"].detail or "systemd-boot" in by["kernel"].detail
 
 
-def test_a_vm_config_guid_that_is_not_the_partitions(good_image, tmp_path):
+def test_a_vm_config_guid_that_is_not_the_partitions(good_image, boot_repos, tmp_path):
     img = rewrite(good_image, tmp_path / "images.tar.gz", wrong_root_guid)
-    report = boot(img, timeout=TIMEOUT)
+    report = boot(img, timeout=TIMEOUT, avf_tree=boot_repos[2])     # the app always has DebianService
     show(report)
     by = checks(report)
     assert not report.ok
@@ -72,12 +72,12 @@ def test_a_vm_config_guid_that_is_not_the_partitions(good_image, tmp_path):
     assert by["multi-user.target"].ok is False and "initramfs" in by["multi-user.target"].detail
 
 
-def test_esp_read_only_while_boot_is_mounted_rw_and_a_failing_unit(good_image, tmp_path):
+def test_esp_read_only_while_boot_is_mounted_rw_and_a_failing_unit(good_image, boot_repos, tmp_path):
     def edit(folder):
         set_esp_writable(False)(folder)
         with_failing_unit(folder)
     img = rewrite(good_image, tmp_path / "images.tar.gz", edit)
-    report = boot(img, timeout=TIMEOUT)
+    report = boot(img, timeout=TIMEOUT, avf_tree=boot_repos[2])     # the app always has DebianService
     show(report)
     by = checks(report)
     assert not report.ok and by["multi-user.target"].ok is True

@@ -128,6 +128,22 @@ def _read(path: Path) -> str:
         return ""
 
 
+class _Reconnecting:
+    """The guest shell; a command whose terminal ttyd closed is run again once in a new one."""
+
+    def __init__(self, sh: ttyd.Shell, reopen: Callable[[], ttyd.Shell]):
+        self.sh, self.reopen, self.reconnects = sh, reopen, 0
+
+    def run(self, command: str, timeout: float = 60) -> tuple[int, str]:
+        try:
+            return self.sh.run(command, timeout=timeout)
+        except ConnectionError:
+            self.sh.close()
+            self.reconnects += 1
+            self.sh = self.reopen()
+            return self.sh.run(command, timeout=timeout)
+
+
 class Session:
     def __init__(self, work: Path, img: "Image", placed: list[gpt.Placed], report: "BootReport",
                  progress: Callable[[str], None], *, console: bool, avf_tree: Path | None):
@@ -338,19 +354,20 @@ class Session:
             return
         self.add("ttyd terminal", rc == 0 and who.strip() == "droid", f"WebSocket shell as {who.strip()!r}",
                  seconds=time.monotonic() - t)
+        session = _Reconnecting(sh, self._shell)
         try:
-            self._in_guest(sh)
+            self._in_guest(session)
         except (OSError, ConnectionError, TimeoutError) as exc:
-            self.add("guest shell", False, str(exc))
+            self.add("guest shell", False, f"{exc} (after {session.reconnects} reconnect(s))")
         finally:
-            sh.close()
+            session.sh.close()
 
     def _console_only_units(self) -> None:
         bad = getattr(self, "console_failed", [])
         self.add("failed units", not bad, ("console: " + "; ".join(bad)) if bad else
                  "none on the console (no guest shell to ask systemd)")
 
-    def _in_guest(self, sh: ttyd.Shell) -> None:
+    def _in_guest(self, sh: "_Reconnecting") -> None:
         t = time.monotonic()
         _, state = sh.run("timeout 60 systemctl is-system-running --wait", timeout=90)
         _, failed = sh.run("systemctl --failed --plain --no-legend --no-pager | awk '{print $1}'")
