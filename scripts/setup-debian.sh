@@ -19,6 +19,13 @@ APT_PACKAGES=(
   dosfstools mtools pigz tar gzip
   linux-source-6.1 make flex bison xz-utils patch
 )
+# `avfrepo boot` and its tests: qemu-system-aarch64 + UEFI firmware + virtiofsd (in
+# qemu-system-common on Debian 12), sgdisk, and for the tests' arm64 Debian userland
+# debootstrap + qemu-user-static (aarch64 binaries through binfmt_misc)
+APT_PACKAGES+=(
+  qemu-system-arm qemu-efi-aarch64 qemu-system-common openssl gdisk
+  debootstrap qemu-user-static binfmt-support
+)
 
 need_apt=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -43,5 +50,13 @@ fi
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
+fi
+# binfmt_misc (aarch64 binaries through qemu-user-static) for the boot tests' arm64 userland
+if [ "$(id -u)" -eq 0 ] && [ -d /proc/sys/fs/binfmt_misc ] && [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || echo "setup-debian: could not mount binfmt_misc" >&2
+fi
+if [ "$(id -u)" -eq 0 ] && [ -e /proc/sys/fs/binfmt_misc/status ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] \
+   && command -v update-binfmts >/dev/null; then
+  update-binfmts --enable qemu-aarch64 || true
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'

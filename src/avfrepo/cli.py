@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Callable
 
 from . import __version__, config as config_mod
@@ -242,6 +243,33 @@ def cmd_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_boot(args: argparse.Namespace) -> int:
+    from .boot import boot, exit_code
+    from .errors import ConfigError
+    if args.timeout <= 0:
+        raise ConfigError(f"--timeout must be a number of seconds > 0, got {args.timeout}")
+    avf_tree = Path(args.avf_tree) if args.avf_tree else _tracked_avf_tree(args.config)
+    if avf_tree is not None and not (avf_tree / "libs/debian_service/proto").is_dir():
+        raise ConfigError(f"--avf-tree {avf_tree}: no libs/debian_service/proto there")
+    report = boot(Path(args.image), timeout=args.timeout, keep=Path(args.keep) if args.keep else None,
+                  console=args.console, avf_tree=avf_tree, progress=_progress if not args.json else lambda s: None)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(report.text())
+    return exit_code(report)
+
+
+def _tracked_avf_tree(config: str | None) -> Path | None:
+    """The AVF checkout `avfrepo sync` keeps (when there is a config and it has the proto)."""
+    try:
+        cfg = config_mod.load(config)
+    except AvfrepoError:
+        return None
+    tree = cfg.cache / "git" / "avf"
+    return tree if (tree / "libs/debian_service/proto").is_dir() else None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     return run_demo(args.workdir, keep=args.keep, progress=_progress)
@@ -384,6 +412,28 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--output", metavar="FILE", help="the archive (default: [image] output, images.tar.gz)")
     sp.add_argument("--json", action="store_true", help="print the result as JSON")
     sp.add_argument("--dry-run", action="store_true", help="check tools and configuration, print the plan, build nothing")
+
+    sp = add("boot", cmd_boot, "boot images.tar.gz as the Android Terminal app does and report what a user sees",
+             "Read the archive as the app does (refusing what it refuses), assemble the GPT disk like\n"
+             "AVF's VM manager (vm_config GUIDs, generic Linux type), start qemu-system-aarch64 -M virt\n"
+             "with UEFI (KVM on arm64 hosts, else TCG), virtio-blk/net/balloon, the virtiofs shares\n"
+             "'internal' (ca.crt, debian_service_port) and 'android', and a DebianService stand-in\n"
+             "(gRPC stubs generated from the AVF checkout's libs/debian_service/proto). Then check:\n"
+             "firmware -> systemd-boot -> kernel -> multi-user.target, failed units, the mounts,\n"
+             "every [avf] unit, ttyd over TLS with the app's client certificate (and refusing none\n"
+             "or another CA's), the agents that called DebianService, a clean poweroff.\n"
+             "Exit 0: every check held; 1: something failed (named) or the image was refused; 2: usage.\n"
+             "Needs root (virtiofsd), qemu-system-arm, qemu-efi-aarch64 (scripts/setup-debian.sh).\n"
+             "Example: avfrepo boot images.tar.gz --keep /tmp/boot1   # keeps the disk and console logs")
+    sp.add_argument("image", metavar="IMAGES.tar.gz", help="the archive `avfrepo image` made")
+    sp.add_argument("--timeout", type=float, default=900, metavar="S",
+                    help="seconds to reach multi-user.target (default 900: TCG emulation is slow)")
+    sp.add_argument("--json", action="store_true", help="print the report as JSON")
+    sp.add_argument("--console", action="store_true",
+                    help="hand the guest's serial console (ttyS0) to this terminal instead of checking")
+    sp.add_argument("--keep", metavar="DIR", help="work in DIR (must be empty) and keep it: disk, logs, certificates")
+    sp.add_argument("--avf-tree", metavar="DIR",
+                    help="AVF checkout with libs/debian_service/proto (default: the one `avfrepo sync` tracks)")
 
     sp = add("demo", cmd_demo, "run the whole cycle against a local demo upstream",
              "Build a small AVF-shaped upstream git repository in a temporary folder, then run\n"

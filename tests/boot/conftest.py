@@ -1,0 +1,111 @@
+"""The boot tests' images: built by `avfrepo image` from stand-in repositories whose packages
+carry real Debian arm64 binaries (standins.py, userland.py), then changed one defect at a time."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from avfrepo.image import archive as image_archive
+from avfrepo.image import build_image
+
+from ..conftest import require_build_user, require_tools
+from ..image.standins import image_config
+from ..repo.conftest import trusted_gpgdir  # noqa: F401
+from . import standins, userland
+
+BOOT_TOOLS = ("qemu-system-aarch64", "openssl", "mtype", "mdel", "debugfs", "tar", "makepkg", "repo-add", "pacman",
+              "mkfs.ext4", "mkfs.vfat")
+FIRMWARE = Path("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd")
+
+
+@pytest.fixture(scope="session")
+def arm64_userland() -> Path:
+    require_tools(*BOOT_TOOLS)
+    require_build_user()
+    if not FIRMWARE.is_file():
+        pytest.skip("needs qemu-efi-aarch64 (scripts/setup-debian.sh)")
+    try:
+        return userland.ensure(progress=lambda s: print(s, flush=True))
+    except RuntimeError as exc:
+        pytest.skip(f"no arm64 userland: {exc}")
+
+
+@pytest.fixture(scope="session")
+def boot_repos(tmp_path_factory, signing_home, arm64_userland) -> tuple[Path, Path, Path]:
+    return standins.make_repos(tmp_path_factory.mktemp("boot-repos"), signing_home, arm64_userland)
+
+
+@pytest.fixture(scope="session")
+def stock_image(tmp_path_factory, signing_home, boot_repos, trusted_gpgdir) -> Path:  # noqa: F811
+    """images.tar.gz exactly as `avfrepo image` makes it from the stand-in repositories."""
+    base = tmp_path_factory.mktemp("boot-image")
+    gpg = base / "gnupg"
+    shutil.copytree(trusted_gpgdir, gpg, symlinks=True, ignore=shutil.ignore_patterns("S.*"))
+    core, avf, _ = boot_repos
+    cfg = image_config(base / "avfrepo.toml", signing_home, core, avf, gpg,
+                       packages=("avf-base", "linux-avf", "avf-guest-agents"), headroom_mib=192,
+                       efi_size_mib=256, memory_mib=1024)
+    result = build_image(cfg)
+    return Path(result.output)
+
+
+def rewrite(src: Path, dest: Path, edit: Callable[[Path], None]) -> Path:
+    """A copy of images.tar.gz with edit(folder of its members) applied (tar + gzip as the image step)."""
+    folder = dest.parent / (dest.name + ".d")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    subprocess.run(["tar", "-xzf", str(src), "-C", str(folder)], check=True)
+    edit(folder)
+    image_archive.write(folder, dest)
+    shutil.rmtree(folder)
+    return dest
+
+
+def set_esp_writable(writable: bool) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        cfg = json.loads((folder / "vm_config.json").read_text())
+        for p in cfg["disks"][0]["partitions"]:
+            if p["label"] == "EFI":
+                p["writable"] = writable
+        (folder / "vm_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    return edit
+
+
+@pytest.fixture(scope="session")
+def good_image(stock_image, tmp_path_factory) -> Path:
+    """The stand-in image with a writable ESP (what issue 10 makes the default: /boot is mounted rw)."""
+    return rewrite(stock_image, tmp_path_factory.mktemp("good") / "images.tar.gz", set_esp_writable(True))
+
+
+def without_kernel(folder: Path) -> None:
+    subprocess.run(["mdel", "-i", str(folder / "efi_part"), "::/vmlinuz-linux-avf"], check=True,
+                   env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"})
+
+
+def wrong_root_guid(folder: Path) -> None:
+    cfg = json.loads((folder / "vm_config.json").read_text())
+    cfg["disks"][0]["partitions"][1]["guid"] = str(uuid.uuid4())
+    (folder / "vm_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+
+
+FAILING_UNIT = "standin-fails.service"
+
+
+def with_failing_unit(folder: Path) -> None:
+    """A unit enabled for multi-user.target whose program exits 1, written into root_part."""
+    unit = folder / FAILING_UNIT
+    unit.write_text("[Unit]\nDescription=Boot test unit that fails\n\n[Service]\nType=oneshot\n"
+                    "ExecStart=/usr/bin/false\n\n[Install]\nWantedBy=multi-user.target\n")
+    cmds = (f"write {unit} /usr/lib/systemd/system/{FAILING_UNIT}\n"
+            f"symlink /etc/systemd/system/multi-user.target.wants/{FAILING_UNIT} "
+            f"/usr/lib/systemd/system/{FAILING_UNIT}\n")
+    subprocess.run(["debugfs", "-w", "-f", "-", str(folder / "root_part")], input=cmds.encode(), check=True,
+                   capture_output=True)
+    unit.unlink()
