@@ -29,6 +29,7 @@ from avfrepo import config as config_mod
 from avfrepo.build import build
 from avfrepo.build.backends import MakepkgBackend
 from avfrepo.demo import GRPC_SERVICES, make_demo_upstream, write_config
+from avfrepo.packages import guest_agents, template
 from avfrepo.repo.publish import publish
 from avfrepo.signing import detach_sign, signing_key
 from avfrepo.sync import sync
@@ -89,7 +90,7 @@ def _kernel(tree: Path) -> tuple[str, Path, Path]:
     return rel, tree / f"boot/vmlinuz-{rel}", tree / f"boot/initrd.img-{rel}"
 
 
-def _packages(tree: Path, src: Path, agent_service: str, agent_method: str) -> dict[str, dict]:
+def _packages(tree: Path, src: Path, agent_service: str, agent_method: str, avf_tree: Path) -> dict[str, dict]:
     """name -> dict(pkgbuild=..., prepare=callable(folder))."""
     rel, vmlinuz, initrd = _kernel(tree)
 
@@ -116,6 +117,13 @@ def _packages(tree: Path, src: Path, agent_service: str, agent_method: str) -> d
     def agents_src(folder: Path) -> None:
         for svc in GRPC_SERVICES:
             (folder / svc).write_text(AGENT.format(name=svc, service=agent_service, method=agent_method))
+            # the REAL units and presets, as avf-guest-agents makes them from AVF's debian/service
+            unit, _ = guest_agents.adapt_unit((avf_tree / "guest" / svc / "debian/service").read_text())
+            (folder / f"{svc}.service").write_text(unit)
+            (folder / f"80-{guest_agents.pkgname(svc)}.preset").write_bytes(
+                template("avf-guest-agents/agent.preset", unit=f"{svc}.service", pkgname=guest_agents.pkgname(svc)))
+
+    agent_files = [f for s in GRPC_SERVICES for f in (s, f"{s}.service", f"80-{guest_agents.pkgname(s)}.preset")]
 
     extract = 'bsdtar -xpf "$srcdir/{}" -C "$pkgdir"\n'
     return {
@@ -129,8 +137,12 @@ def _packages(tree: Path, src: Path, agent_service: str, agent_method: str) -> d
                               prepare=kernel_src),
             "avf-guest-agents": dict(
                 pkgbuild=_pkgbuild("avf-guest-agents", "".join(
-                    f'install -Dm755 "$srcdir/{s}" "$pkgdir/usr/bin/{s}"\n' for s in GRPC_SERVICES),
-                    depends=("python-grpcio",), source=GRPC_SERVICES), prepare=agents_src),
+                    f'install -Dm755 "$srcdir/{s}" "$pkgdir/usr/bin/{s}"\n'
+                    f'install -Dm644 "$srcdir/{s}.service" "$pkgdir/usr/lib/systemd/system/{s}.service"\n'
+                    f'install -Dm644 "$srcdir/80-{guest_agents.pkgname(s)}.preset" '
+                    f'"$pkgdir/usr/lib/systemd/system-preset/80-{guest_agents.pkgname(s)}.preset"\n'
+                    for s in GRPC_SERVICES),
+                    depends=("python-grpcio",), source=tuple(agent_files)), prepare=agents_src),
         },
     }
 
@@ -186,7 +198,7 @@ def make_repos(base: Path, signing_home: Path, tree: Path) -> tuple[Path, Path, 
     trees = [p for p in (cfg.cache / "git").iterdir()] if (cfg.cache / "git").is_dir() else []
     avf_tree = next((p for p in trees if (p / "libs/debian_service/proto").is_dir()), upstream.path)
     service, method = _first_method(avf_tree)
-    specs = _packages(tree, base, service, method)
+    specs = _packages(tree, base, service, method, upstream.path)
     core_cfg = _config(base / "core" / "avfrepo.toml", signing_home, "core")
     key = signing_key(cfg.signing)
     for repo_cfg, group in ((core_cfg, "core"), (cfg, "avf")):

@@ -61,7 +61,7 @@ def test_avahi_runs_without_ipv6_from_our_own_config(cfg):
     files = render_at(cfg).files
     dropin = unit(files["avahi-daemon-avf.conf"])
     exec_start = [l for l in files["avahi-daemon-avf.conf"].decode().splitlines() if l.startswith("ExecStart=")]
-    assert exec_start == ["ExecStart=", "ExecStart=/usr/bin/avahi-daemon -s -f /usr/share/avf-config/avahi-daemon.conf"]
+    assert exec_start == ["ExecStart=", "ExecStart=avahi-daemon -s -f /usr/share/avf-config/avahi-daemon.conf"]
     assert dropin.has_section("Service")
     conf = unit(files["avahi-daemon.avf.conf"])
     assert conf["server"]["use-ipv6"] == "no" and conf["server"]["use-ipv4"] == "yes"

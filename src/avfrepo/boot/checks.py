@@ -45,6 +45,7 @@ FATAL = (
 )
 FAILED_UNIT = re.compile(r"\[FAILED\] Failed to (?:start|mount|activate|listen on) (.+?)\.?$", re.M)
 AVF_PRESET = "/usr/lib/systemd/system-preset/80-avf.preset"
+AVF_PRESET_DIR = "/usr/lib/systemd/system-preset"
 
 
 def region_digest(disk: Path, p: gpt.Placed) -> str:
@@ -401,13 +402,17 @@ class Session:
                      f"{', '.join(rw)}: writes (kernel upgrades, bootctl) fail on the phone" if rw
                      else f"{dev.strip()} not mounted read-write")
         t = time.monotonic()
-        _, preset = sh.run(f"cat {AVF_PRESET} 2>/dev/null")
+        # avf-config's preset and each agent package's own (units live with their binaries)
+        _, preset = sh.run(f"cat {AVF_PRESET} {AVF_PRESET_DIR}/80-*.preset 2>/dev/null | sort -u")
         enabled = re.findall(r"^enable\s+(\S+)", preset, re.M)
         if not enabled:
             self.add("[avf] units", False, f"{AVF_PRESET} is missing or enables nothing (is avf-config installed?)")
         else:
-            _, shown = sh.run("systemctl show --no-pager -p Id,LoadState,ActiveState,SubState,ConditionResult "
+            _, shown = sh.run("systemctl show --no-pager -p Id,LoadState,ActiveState,SubState,ConditionResult,BindsTo "
                               + " ".join(shlex.quote(u) for u in enabled))
+            _, devices = sh.run("systemctl list-units --no-legend --plain --state=active --type=device "
+                                "| cut -d' ' -f1")
+            present = set(devices.split())
             bad, skipped = [], []
             for block in shown.strip().split("\n\n"):
                 kv = dict(ln.split("=", 1) for ln in block.splitlines() if "=" in ln)
@@ -415,12 +420,15 @@ class Session:
                     continue
                 if kv.get("ActiveState") == "active":
                     continue
+                absent = [d for d in kv.get("BindsTo", "").split() if d.endswith(".device") and d not in present]
                 if kv.get("ConditionResult") == "no":
                     skipped.append(kv.get("Id", "?"))
+                elif absent and kv.get("ActiveState") == "inactive":     # e.g. the backup disk's mount
+                    skipped.append(f"{kv.get('Id', '?')} ({', '.join(absent)} absent)")
                 else:
                     bad.append(f"{kv.get('Id', '?')} {kv.get('LoadState')}/{kv.get('ActiveState')}/{kv.get('SubState')}")
             self.add("[avf] units", not bad, (f"not active: {'; '.join(bad)}" if bad else f"{len(enabled)} active")
-                     + (f" (condition unmet, skipped: {', '.join(skipped)})" if skipped else ""),
+                     + (f" (skipped: {', '.join(skipped)})" if skipped else ""),
                      seconds=time.monotonic() - t)
         _, agents = sh.run("grep -l debian_service_port /usr/lib/systemd/system/*.service 2>/dev/null "
                            "| xargs -rn1 basename")
