@@ -15,11 +15,29 @@ from avfrepo.signing import init_key
 
 BUILD_USER = os.environ.get("AVFREPO_BUILD_USER", "avfbuild")
 
+# Arch's devtools: not packaged for Debian, so the only tools a test may skip for there
+DEVTOOLS = frozenset({"makechrootpkg", "mkarchroot", "arch-nspawn"})
+
 
 def require_tools(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
-        pytest.skip(f"needs {', '.join(missing)} (install with scripts/setup-debian.sh)")
+        where = ("Arch's devtools: scripts/setup-arch.sh on an Arch Linux host" if set(missing) <= DEVTOOLS
+                 else "install with scripts/setup-debian.sh or scripts/setup-arch.sh")
+        pytest.skip(f"needs {', '.join(missing)} ({where})")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hermetic_git():
+    """Git as on a fresh machine: no global or system config (no identity, no settings), so a
+    test that commits must set the identity it needs, here and on a new CI runner alike.
+    (/dev/null: readable by the build user too.)"""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+        mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
+        for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
+            mp.delenv(var, raising=False)
+        yield
 
 
 def require_build_user() -> None:

@@ -43,11 +43,14 @@ def test_sigkill_at_50_points_leaves_the_old_or_the_new_repository(rcfg, built, 
     span = 1.6 * duration
 
     seen = collections.Counter()
+    tmpdir = tmp_path / "tmpdir"        # the killed runs' $TMPDIR: a killed repo-add must leave nothing here
+    tmpdir.mkdir()
     for run in range(KILL_RUNS):
         shutil.rmtree(rcfg.repo.path)
         shutil.copytree(baseline, rcfg.repo.path, symlinks=True)
         # the whole process group: python and the repo-add/gpg it started
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, "TMPDIR": str(tmpdir)})
         time.sleep(span * (run + 0.5) / KILL_RUNS)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -65,6 +68,7 @@ def test_sigkill_at_50_points_leaves_the_old_or_the_new_repository(rcfg, built, 
     subprocess.run(argv, check=True, capture_output=True)
     final = verify(rcfg)
     assert final.ok and not final.warnings()
+    assert list(tmpdir.iterdir()) == []      # repo-add's repo-tools.* work folders went with the snapshot
 
 
 def test_two_publishes_at_once_both_land(rcfg, built, tmp_path):

@@ -189,12 +189,17 @@ def _build_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], l
             if src.exists():
                 shutil.copy2(src, tmp / f)
     db = tmp / f"{name}.db.tar.gz"
-    env = {"GNUPGHOME": str(cfg.signing.gnupg_home)}
+    # repo-add's own work folder (repo-tools.XXXXXXXXXX, under $TMPDIR) beside the snapshot:
+    # a killed repo-add cannot remove it, the next run's cleanup_leftovers (.tmp-*) does
+    work = snaps / f".tmp-{gen}-{os.getpid()}-work"
+    work.mkdir()
+    env = {"GNUPGHOME": str(cfg.signing.gnupg_home), "TMPDIR": str(work)}
     if remove:
         run(["repo-remove", "--nocolor", "-s", "-v", "-k", key.fingerprint, str(db), *remove], env=env)
     if add:
         run(["repo-add", "--nocolor", *repo_add_flags(), "-s", "-v", "-k", key.fingerprint, str(db),
              *map(str, add)], env=env, hint="repo-add signs with the [signing] key and checks the existing db signature")
+    shutil.rmtree(work)
     pool = layout.pool(cfg)
     for filename in listed:
         for f in (filename, filename + ".sig"):
