@@ -50,8 +50,10 @@ def shared(tmp_path_factory, name: str, make: Callable[[Path], object]) -> objec
 
 
 def pytest_collection_modifyitems(items) -> None:
-    """Under `--dist loadgroup`, keep the tests that use one module-scoped fixture (an image, a
+    """Slow tests first; under `--dist loadgroup`, keep the tests that use one module-scoped fixture (an image, a
     served repository) on one worker, so that it is made once, not once per worker."""
+    # the long tests (marked slow) first, so that no worker starts one when the others are done
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         if info is None:
