@@ -323,7 +323,7 @@ def parser() -> argparse.ArgumentParser:
              "  init    mkarchroot -C pacman.conf -M makepkg.conf CHROOT/root base-devel\n"
              "  update  arch-nspawn CHROOT/root pacman -Syu\n"
              "with the aarch64 pacman.conf/makepkg.conf avfrepo ships. Needs root and devtools;\n"
-             "on x86_64 also qemu-user-static with its aarch64 binfmt handler (see README).")
+             "on x86_64 also qemu-user-static with its aarch64 binfmt handler (docs/building.md; scripts/setup-arch.sh installs them).")
     csub = sp.add_subparsers(dest="chroot_command", metavar="ACTION", required=True)
     for action, text in (("init", "create CHROOT/root with base-devel"), ("update", "pacman -Syu inside CHROOT/root")):
         c = csub.add_parser(action, help=text, description=text + ".")
