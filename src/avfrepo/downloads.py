@@ -14,8 +14,6 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-import requests
-
 from .config import NetPolicy
 from .errors import UpstreamError
 from .fsutil import sha256_file as file_sha256  # re-exported: the one implementation
@@ -49,6 +47,7 @@ def cached(upstream: str, url: str, cache: Path, net: NetPolicy = NetPolicy()) -
 
 
 def _download(upstream: str, url: str, out: Path, net: NetPolicy) -> None:
+    import requests     # only when something is downloaded (a no-op sync never imports it)
     try:
         with requests.get(url, timeout=(net.timeout, net.timeout), stream=True,
                           headers={"User-Agent": USER_AGENT}) as resp:

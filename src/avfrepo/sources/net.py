@@ -13,8 +13,6 @@ import logging
 import time
 from typing import Callable, TypeVar
 
-import requests
-
 from ..config import NetPolicy
 from ..errors import UpstreamError
 
@@ -56,6 +54,7 @@ def with_retries(upstream: str, url: str, net: NetPolicy, attempt: Callable[[], 
 
 def http_get(upstream: str, url: str, net: NetPolicy, *, accept: str = "*/*") -> bytes:
     """GET url and return the body, retrying transient failures; UpstreamError otherwise."""
+    import requests     # here, not at the top: a sync of git upstreams only never pays its import (~0.1 s)
 
     def attempt() -> bytes:
         try:
