@@ -20,7 +20,7 @@ APT_PACKAGES=(
   libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev libssl-dev pkgconf gcc
   python3-dev python3-venv e2fsprogs file
   dosfstools mtools pigz tar gzip
-  xz-utils patch systemd
+  linux-source-6.1 make flex bison xz-utils patch systemd
 )
 command -v cargo >/dev/null 2>&1 || APT_PACKAGES+=(cargo)
 

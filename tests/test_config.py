@@ -462,14 +462,16 @@ def test_bad_values_of_the_new_kinds_name_file_and_key(tmp_path, text, key, reas
 
 def test_kind_choice_lists_every_kind(tmp_path):
     msg = config_error(tmp_path, '[upstreams.up]\nkind = "alpm"\n')
-    assert "[upstreams.up] kind: must be one of git-tags, alpm-db, kernel-org, got 'alpm'" in msg
+    assert "[upstreams.up] kind: must be one of git-tags, alpm-db, kernel-org, git-branch, got 'alpm'" in msg
 
 
 def test_the_committed_config_follows_the_real_upstreams():
     cfg = config.load(Path(__file__).resolve().parents[1] / "avfrepo.toml")
     kinds = {name: up.kind for name, up in cfg.upstreams.items()}
     assert kinds == {"avf": "git-tags", "systemd": "alpm-db", "ttyd": "git-tags",
-                     "libwebsockets": "git-tags", "kernel": "kernel-org"}
+                     "libwebsockets": "git-tags", "kernel": "kernel-org", "alarm-pkgbuilds": "git-branch"}
+    alarm = cfg.upstream("alarm-pkgbuilds")
+    assert (alarm.url, alarm.branch) == ("https://github.com/archlinuxarm/PKGBUILDs", "master")
     assert cfg.upstream("systemd").url == "http://mirror.archlinuxarm.org/aarch64/core/core.db"
     assert cfg.upstream("systemd").source_git == "https://github.com/systemd/systemd"
     assert cfg.upstream("ttyd").url == "https://github.com/tsl0922/ttyd"
@@ -511,3 +513,55 @@ def test_unknown_enabled_package_is_a_config_error_at_sync(tmp_path):
     f.write_text('[packages]\nenable = ["avf-confg"]\n')
     with pytest.raises(ConfigError, match="unknown package avf-confg"):
         sync(config.load(f))
+
+
+# --- git-branch (ALARM's PKGBUILDs) and the kernel's pins ------------------------------------
+
+def test_alarm_pkgbuilds_defaults_to_a_git_branch_of_alarms_repository(tmp_path):
+    cfg = load_text(tmp_path, "[upstreams.alarm-pkgbuilds]\n")
+    up = cfg.upstream("alarm-pkgbuilds")
+    assert (up.kind, up.url, up.branch) == ("git-branch", "https://github.com/archlinuxarm/PKGBUILDs", "master")
+    other = load_text(tmp_path, '[upstreams.mine]\nkind = "git-branch"\nurl = "file:///x"\nbranch = "main"\n')
+    assert (other.upstream("mine").url, other.upstream("mine").branch) == ("file:///x", "main")
+
+
+@pytest.mark.parametrize("text, key, reason", [
+    ('kind = "git-branch"\n', "url", "is required"),
+    ('kind = "git-branch"\nurl = "file:///x"\nbranch = "a b"\n', "branch", "must be a branch name"),
+    ('kind = "git-branch"\nurl = "file:///x"\nbranch = "a..b"\n', "branch", "must be a branch name"),
+    ('kind = "kernel-org"\nmax_version = "6.2.1"\n', "max_version", "must be a release of series 6.1"),
+    ('kind = "kernel-org"\npin = "6.1.187; rm -rf /"\n', "pin", "must be a release of series 6.1"),
+    ('kind = "kernel-org"\npin = "6.1.187"\nmax_version = "6.1.187"\n', "pin", "set one of them"),
+])
+def test_bad_git_branch_and_pin_values(tmp_path, text, key, reason):
+    msg = config_error(tmp_path, "[upstreams.up]\n" + text)
+    assert f"[upstreams.up] {key}: {reason}" in msg
+
+
+def test_kernel_pins(tmp_path):
+    cfg = load_text(tmp_path, '[upstreams.kernel]\nkind = "kernel-org"\nmax_version = "6.1.187"\n')
+    assert (cfg.upstream("kernel").max_version, cfg.upstream("kernel").pin) == ("6.1.187", None)
+    cfg = load_text(tmp_path, '[upstreams.kernel]\nkind = "kernel-org"\npin = "6.1.135"\n')
+    assert (cfg.upstream("kernel").max_version, cfg.upstream("kernel").pin) == (None, "6.1.135")
+
+
+def test_carried_patches(tmp_path):
+    cfg = load_text(tmp_path, '[[packages.linux-avf.carry]]\nfile = "balloon-rebased.patch"\n'
+                              'replaces = "avf/arm64-balloon.patch"\n\n'
+                              '[[packages.linux-avf.carry]]\nfile = "extra.patch"\n')
+    assert cfg.carry == {"linux-avf": (config.CarriedPatch("balloon-rebased.patch", "avf/arm64-balloon.patch"),
+                                       config.CarriedPatch("extra.patch", None))}
+    assert load_text(tmp_path, "").carry == {}
+
+
+@pytest.mark.parametrize("text, reason", [
+    ('[[packages.linux-avf.carry]]\nfile = "../x.patch"\n', "plain *.patch name"),
+    ('[[packages.linux-avf.carry]]\nfile = "x.sh"\n', "plain *.patch name"),
+    ('[[packages.linux-avf.carry]]\nfile = "x.patch"\nreplaces = "../y"\n', "replaces must be a series entry"),
+    ('[[packages.linux-avf.carry]]\nfile = "x.patch"\nwhy = "y"\n', "entry 1 must be"),
+    ('[[packages.linux-avf.carry]]\nfile = "x.patch"\n[[packages.linux-avf.carry]]\nfile = "x.patch"\n', "carried twice"),
+    ('[packages.linux-avf]\ncarry = "x.patch"\n', "must be a list"),
+    ('[packages.linux-avf]\nkeep = 1\n', "unknown key"),
+])
+def test_bad_carried_patches(tmp_path, text, reason):
+    assert reason in config_error(tmp_path, text)

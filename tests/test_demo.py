@@ -33,4 +33,4 @@ def test_demo_runs_the_whole_cycle(tmp_path_factory):
     text = "\n".join(lines)
     assert "5. verify: OK" in text and "installed avf-base, avf-config and avf-keyring" in text
     assert "7. second sync: nothing to do" in text and "3. sync: avf-base new 1-1" in text
-    assert "forwarder_guest_launcher.service" in text
+    assert "ttyd.service" in text and "mnt-backup.mount" in text

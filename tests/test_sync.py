@@ -9,12 +9,15 @@ import pytest
 
 from avfrepo import state as state_mod
 from avfrepo.config import GitTagsUpstream, SigningConfig
-from avfrepo.demo import unit_text
+from avfrepo import config as config_mod
+from avfrepo.demo import unit_text, write_config
 from avfrepo.errors import UpstreamError
 from avfrepo.formats import srcinfo
 from avfrepo.fsutil import read_tree
 from avfrepo.packages import avf_config
 from avfrepo.sync import sync
+
+from .conftest import require_tools
 
 
 def actions(report) -> dict[str, str]:
@@ -36,7 +39,7 @@ def test_first_sync_renders_pkgbuilds_srcinfo_and_state(cfg):
     assert actions(report) == {"avf-config": "new", "avf-keyring": "new"}
     info = srcinfo.parse((cfg.pkgbuilds / "avf-config/.SRCINFO").read_text())
     assert (info.pkgbase, info.version) == ("avf-config", "16.0.0.r10-1")
-    assert "forwarder_guest_launcher.service" in info.get("source")
+    assert "ttyd.service" in info.get("source") and "forwarder_guest_launcher.service" not in info.get("source")
     st = state_mod.load(cfg.state_file)
     assert st.upstreams["avf"].version == "android-16.0.0_r10"
     assert st.upstreams["avf"].commit == report.upstreams["avf"]["commit"]
@@ -74,16 +77,26 @@ def test_new_tag_with_unrelated_changes_only_does_not_bump(cfg, avf):
     assert "pkgver=16.0.0.r10\n" in (cfg.pkgbuilds / "avf-config/PKGBUILD").read_text()
 
 
-def test_new_tag_with_changed_unit_bumps_pkgver_and_resets_pkgrel(cfg, avf):
+@pytest.fixture
+def agents_cfg(cfg, tmp_path, avf, signing_home, monkeypatch):
+    """avf-config beside avf-guest-agents: the package that reads AVF's files (cargo, offline)."""
+    require_tools("cargo", "patch")
+    monkeypatch.setenv("CARGO_NET_OFFLINE", "true")
+    return config_mod.load(write_config(tmp_path / "agents.toml", avf.url, signing_home,
+                                        enable=("avf-config", "avf-guest-agents")))
+
+
+def test_new_tag_with_changed_unit_bumps_pkgver_and_resets_pkgrel(agents_cfg, avf):
+    cfg = agents_cfg
     sync(cfg)
     avf.commit({"guest/shutdown_runner/debian/service": unit_text("shutdown_runner", " --verbose")}, "unit")
     avf.tag("android-16.0.0_r11")
     report = sync(cfg)
-    assert actions(report) == {"avf-config": "bump", "avf-keyring": "unchanged"}
-    p = report.packages[0]
+    assert actions(report) == {"avf-config": "unchanged", "avf-guest-agents": "bump"}
+    p = report.packages[1]
     assert (p.old, p.new) == ("16.0.0.r10-1", "16.0.0.r11-1")
-    assert "--verbose" in (cfg.pkgbuilds / "avf-config/shutdown_runner.service").read_text()
-    info = srcinfo.parse((cfg.pkgbuilds / "avf-config/.SRCINFO").read_text())
+    assert "--verbose" in (cfg.pkgbuilds / "avf-guest-agents/shutdown_runner.service").read_text()
+    info = srcinfo.parse((cfg.pkgbuilds / "avf-guest-agents/.SRCINFO").read_text())
     assert info.version == "16.0.0.r11-1"
 
 
@@ -118,13 +131,14 @@ def test_older_upstream_version_is_refused_never_a_downgrade(cfg):
     assert snapshot(cfg) == before
 
 
-def test_refused_package_does_not_advance_its_upstream_record(cfg, avf):
+def test_refused_package_does_not_advance_its_upstream_record(agents_cfg, avf):
+    cfg = agents_cfg
     sync(cfg)
     avf.commit({}, "units vanish", remove=tuple(f"guest/{s}/debian" for s in
                                                ("forwarder_guest_launcher", "shutdown_runner", "storage_balloon_agent")))
     avf.tag("android-16.0.0_r11")
     report = sync(cfg)
-    assert next(p for p in report.packages if p.name == "avf-config").action == "refused"
+    assert next(p for p in report.packages if p.name == "avf-guest-agents").action == "refused"
     assert state_mod.load(cfg.state_file).upstreams["avf"].version == "android-16.0.0_r10"
 
 
@@ -214,3 +228,27 @@ def test_commit_without_a_git_identity_commits_as_the_packager(cfg, monkeypatch)
     sha = commit(cfg, report)
     assert repo.head.commit.hexsha == sha
     assert repo.head.commit.author.email == "avfrepo@example.invalid"
+
+
+def test_sync_of_one_upstream_asks_that_upstream_alone(tmp_path, avf, signing_home, monkeypatch):
+    """`sync avf` while GitHub and kernel.org are unreachable: AVF's packages render, the ones
+    that also read ttyd or the kernel are skipped with the reason, nothing else is asked."""
+    require_tools("cargo", "patch")
+    monkeypatch.setenv("CARGO_NET_OFFLINE", "true")
+    gone = (tmp_path / "unreachable").as_uri()
+    extra = (f'\n[upstreams.ttyd]\nkind = "git-tags"\nurl = "{gone}/ttyd"\ntag_pattern = \'^(\\d+)\\.(\\d+)\\.(\\d+)$\'\n'
+             f'\n[upstreams.libwebsockets]\nkind = "git-tags"\nurl = "{gone}/lws"\ntag_pattern = \'^v(4)\\.(\\d+)\\.(\\d+)$\'\n'
+             '\n[upstreams.kernel]\nkind = "kernel-org"\nseries = "6.1"\nmethod = "releases-json"\n'
+             'url = "http://127.0.0.1:9/releases.json"\n'
+             f'\n[upstreams.alarm-pkgbuilds]\nkind = "git-branch"\nurl = "{gone}/PKGBUILDs"\nbranch = "master"\n')
+    cfg = config_mod.load(write_config(tmp_path / "avfrepo.toml", avf.url, signing_home, extra=extra,
+                                       enable=("avf-config", "ttyd-avf", "linux-avf", "avf-guest-agents")))
+    with pytest.raises(UpstreamError):
+        sync(cfg)                                     # a plain sync needs them all
+    report = sync(cfg, only=["avf"])
+    assert set(report.upstreams) == {"avf"}
+    assert actions(report) == {"avf-config": "new", "avf-guest-agents": "new"}
+    assert set(report.skipped) == {"ttyd-avf", "linux-avf"}
+    assert "also reads alarm-pkgbuilds, kernel," in report.skipped["linux-avf"]
+    assert "also reads ttyd," in report.skipped["ttyd-avf"]
+    assert report.to_json()["skipped"] == report.skipped

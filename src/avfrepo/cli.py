@@ -56,6 +56,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 print(f"      because: {why}")
             for prob in p.problems:
                 print(f"      REFUSED: {prob}")
+        for name, why in report.skipped.items():
+            print(f"  {name:<22} skipped   {why}")
         for prob in report.problems:
             print(f"REFUSED: {prob}")
         if sha:

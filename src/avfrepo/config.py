@@ -107,10 +107,28 @@ class KernelOrgUpstream:
     url: str = KERNEL_RELEASES_JSON
     kind: str = "kernel-org"
     net: NetPolicy = NetPolicy()
+    max_version: str | None = None   # escape hatch: never newer than this point release
+    pin: str | None = None           # escape hatch: exactly this point release
 
 
-UpstreamConfig = GitTagsUpstream | AlpmDbUpstream | KernelOrgUpstream
-UPSTREAM_KINDS = ("git-tags", "alpm-db", "kernel-org")
+ALARM_PKGBUILDS = "alarm-pkgbuilds"
+ALARM_PKGBUILDS_URL = "https://github.com/archlinuxarm/PKGBUILDs"
+
+
+@dataclass(frozen=True)
+class GitBranchUpstream:
+    """The head of one branch of a git repository whose files packages derive from (Arch Linux
+    ARM's PKGBUILDs: systemd-avf and linux-avf read core/systemd and core/linux-aarch64)."""
+
+    name: str
+    url: str
+    branch: str = "master"
+    kind: str = "git-branch"
+    net: NetPolicy = GIT_NET
+
+
+UpstreamConfig = GitTagsUpstream | AlpmDbUpstream | KernelOrgUpstream | GitBranchUpstream
+UPSTREAM_KINDS = ("git-tags", "alpm-db", "kernel-org", "git-branch")
 
 
 @dataclass(frozen=True)
@@ -172,6 +190,7 @@ class Config:
     build: BuildConfig
     upstreams: dict[str, UpstreamConfig] = field(default_factory=dict)
     enabled: tuple[str, ...] | None = None     # [packages] enable; None = every package avfrepo knows
+    carry: dict[str, tuple["CarriedPatch", ...]] = field(default_factory=dict)   # [packages.<name>] carry
     image: "ImageConfig | None" = None         # [image]; None = the defaults (see ImageConfig)
 
     @property
@@ -188,6 +207,16 @@ class Config:
             return self.upstreams[name]
         except KeyError:
             raise ConfigError(f"{self.file}: [upstreams.{name}] is required but missing") from None
+
+
+@dataclass(frozen=True)
+class CarriedPatch:
+    """A maintainer's own patch for a package's upstream series ([[packages.<name>.carry]]): the
+    file, committed in pkgbuilds/<name>/, replaces the series entry `replaces` while that one
+    does not apply, or (no `replaces`) is applied after the series."""
+
+    file: str
+    replaces: str | None = None
 
 
 @dataclass(frozen=True)
@@ -344,13 +373,34 @@ def _kernel_org(name: str, t: _Table) -> KernelOrgUpstream:
         url = t.get("url", str, KERNEL_STABLE_GIT).strip()
         if not url:
             raise t._err("url", "must not be empty")
+    pins = {}
+    for key in ("max_version", "pin"):
+        value = t.get(key, str, None)
+        if value is None:
+            continue
+        if not re.fullmatch(re.escape(series) + r"(\.\d+)?", value):
+            raise t._err(key, f"must be a release of series {series} such as {series}.187, got {value!r}")
+        pins[key] = value
+    if len(pins) == 2:
+        raise t._err("pin", "set one of them: pin is one exact release, max_version caps the series")
     return KernelOrgUpstream(name=name, series=series, method=method, url=url,
-                             net=_net(t, GIT_NET if method == "git-tags" else NetPolicy()))
+                             net=_net(t, GIT_NET if method == "git-tags" else NetPolicy()), **pins)
+
+
+def _git_branch(name: str, t: _Table) -> GitBranchUpstream:
+    url = t.get("url", str, ALARM_PKGBUILDS_URL if name == ALARM_PKGBUILDS else None,
+                required=name != ALARM_PKGBUILDS).strip()
+    if not url:
+        raise t._err("url", "must not be empty")
+    branch = _word(t, "branch", "master", r"[A-Za-z0-9][A-Za-z0-9._/-]*", "a branch name like master")
+    if ".." in branch or branch.endswith((".lock", "/")):
+        raise t._err("branch", f"must be a branch name like master, got {branch!r}")
+    return GitBranchUpstream(name=name, url=url, branch=branch, net=_net(t, GIT_NET))
 
 
 def _upstream(name: str, t: _Table) -> UpstreamConfig:
-    kind = t.choice("kind", UPSTREAM_KINDS, "git-tags")
-    parsers = {"git-tags": _git_tags, "alpm-db": _alpm_db, "kernel-org": _kernel_org}
+    kind = t.choice("kind", UPSTREAM_KINDS, "git-branch" if name == ALARM_PKGBUILDS else "git-tags")
+    parsers = {"git-tags": _git_tags, "alpm-db": _alpm_db, "kernel-org": _kernel_org, "git-branch": _git_branch}
     upstream = parsers[kind](name, t)
     t.finish()
     return upstream
@@ -413,12 +463,41 @@ def parse(data: dict[str, Any], file: Path | None, root: Path) -> Config:
     if enabled is not None and (not isinstance(enabled, list) or not enabled
                                 or not all(isinstance(n, str) and n for n in enabled)):
         raise pk._err("enable", f"must be a non-empty list of package names, got {enabled!r}")
+    carry: dict[str, tuple[CarriedPatch, ...]] = {}
+    for pname in [k for k in pk.data if k != "enable"]:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9@._+-]*", pname) or not isinstance(pk.data[pname], dict):
+            raise pk._err(pname, "unknown key (known: enable, and [packages.<package>] tables)")
+        carry[pname] = _carry(pk.table(pname))
     pk.finish()
     image = _image(top.table("image"), root, cache) if "image" in top.data else None
     top.finish()
     return Config(file=file, root=root, pkgbuilds=pkgbuilds, cache=cache, logs=logs, repo=repo,
                   signing=signing, build=build, upstreams=upstreams, enabled=tuple(enabled) if enabled else None,
+                  carry={k: v for k, v in carry.items() if v},
                   image=image)
+
+
+def _carry(t: _Table) -> tuple[CarriedPatch, ...]:
+    raw = t.get("carry", list, [])
+    if not isinstance(raw, list):
+        raise t._err("carry", "must be a list of {file = \"x.patch\"[, replaces = \"series entry\"]} tables")
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or set(item) - {"file", "replaces"} or not isinstance(item.get("file"), str) \
+                or not isinstance(item.get("replaces", ""), str):
+            raise t._err("carry", f"entry {i + 1} must be {{file = \"x.patch\"[, replaces = \"...\"]}}, got {item!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*\.(patch|diff)", item["file"]):
+            raise t._err("carry", f"entry {i + 1}: file must be a plain *.patch name in pkgbuilds/<package>/, "
+                                  f"got {item['file']!r}")
+        rep = item.get("replaces")
+        if rep is not None and (not re.fullmatch(r"[A-Za-z0-9._+/-]+", rep) or ".." in rep.split("/")):
+            raise t._err("carry", f"entry {i + 1}: replaces must be a series entry like avf/x.patch, got {rep!r}")
+        out.append(CarriedPatch(item["file"], rep))
+    files = [c.file for c in out]
+    if len(set(files)) != len(files):
+        raise t._err("carry", "a file is carried twice")
+    t.finish()
+    return tuple(out)
 
 
 def _image(t: _Table, root: Path, cache: Path) -> ImageConfig:

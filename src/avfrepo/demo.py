@@ -9,7 +9,9 @@ synthetic; nothing is copied from upstream.
 
 from __future__ import annotations
 
+import functools
 import os
+import random
 import shutil
 import tempfile
 import textwrap
@@ -38,6 +40,31 @@ class Symlink(str):
     """A file of android16_files() that is a symbolic link to this target, not a text."""
 
 
+# guest/ at the Android 16 base holds 20 directories (facts file §7): the Terminal's agents
+# beside Microdroid parts built by Soong. Of the others, some are Cargo crates too; none has
+# a debian/service. Which of them carry a Cargo.toml here is this fixture's own choice.
+MICRODROID_GUEST_DIRS = (
+    "apkdmverity", "authfs", "authfs_service", "compos_key_helper", "compsvc",
+    "derive_microdroid_vendor_dice_node", "encryptedstore", "kdump", "kernel", "microdroid_launcher",
+    "microdroid_manager", "pvmfw", "rialto", "trusty", "vmbase_example", "zipfuse",
+)
+_WITH_CARGO_TOML = ("apkdmverity", "authfs", "zipfuse", "microdroid_manager")
+
+
+@functools.lru_cache(maxsize=None)
+def generated_blob(name: str, size: int) -> bytes:
+    """Incompressible, reproducible bytes standing in for a prebuilt kernel or test data."""
+    return random.Random(name).randbytes(size)
+
+
+# (path, size): prebuilt kernels of > 4 MiB under guest/ and APK test data of 2 MB under libs/
+LARGE_BLOBS = (
+    ("guest/kernel/android15-6.6/arm64/kernel-6.6", 4_718_592),
+    ("guest/kdump/kernel/arm64/kernel-5.15", 4_030_472),
+    ("libs/apkverify/tests/data/v4-digest-v3-Sha256withEC.apk", 2_000_000),
+)
+
+
 # Synthetic sources with the two spots avf-guest-agents patches (facts file §1): the launcher
 # runs Debian's tcpstates-bpfcc through python3, the balloon agent hard-codes the root device.
 GUEST_MAIN_RS = {
@@ -55,9 +82,15 @@ GUEST_MAIN_RS = {
             cmd
         }
 
+        fn forwarder(port: u16) -> Command {
+            let mut cmd = Command::new("forwarder_guest");
+            cmd.arg("--port").arg(port.to_string());
+            cmd
+        }
+
         fn main() {
             let cmd = tcp_state_watcher();
-            println!("forwarder_guest_launcher would run {:?}", cmd);
+            println!("forwarder_guest_launcher would run {:?} and {:?}", cmd, forwarder(7681));
         }
         """),
     "storage_balloon_agent": textwrap.dedent("""\
@@ -91,7 +124,7 @@ def unit_text(svc: str, extra: str = "") -> str:
         """)
 
 
-def android16_files(revision: int = 1) -> dict[str, str]:
+def android16_files(revision: int = 1) -> dict[str, str | bytes]:
     """path -> content of an Android-16-shaped tree; `revision` varies unrelated content."""
     f: dict[str, str] = {}
     f["libs/debian_service/proto/DebianService.proto"] = textwrap.dedent("""\
@@ -113,9 +146,22 @@ def android16_files(revision: int = 1) -> dict[str, str]:
         f[f"{d}/.cargo/config.toml"] = ('[target.aarch64-unknown-linux-gnu]\nlinker = "aarch64-linux-gnu-gcc"\n'
                                         'rustflags = ["-C", "target-feature=+crt-static"]\n')
         if svc in GRPC_SERVICES:
-            f[f"{d}/build.rs"] = ('fn main() { println!("cargo:rerun-if-changed='
-                                  '../../libs/debian_service/proto/DebianService.proto"); }\n')
+            # upstream's build.rs hands this path to tonic_build; here it only names it
+            f[f"{d}/build.rs"] = ('fn main() {\n    let proto_file = "../../libs/debian_service/proto/DebianService.proto";\n'
+                                  '    println!("cargo:rerun-if-changed={proto_file}");\n}\n')
             f[f"{d}/debian/service"] = unit_text(svc)
+    for other in MICRODROID_GUEST_DIRS:
+        d = f"guest/{other}"
+        f[f"{d}/Android.bp"] = f'rust_binary {{\n    name: "{other}",\n    srcs: ["src/main.rs"],\n}}\n'
+        f[f"{d}/src/main.rs"] = f"// {other}: a Microdroid part built by Soong\nfn main() {{}}\n"
+        if other in _WITH_CARGO_TOML:
+            f[f"{d}/Cargo.toml"] = f'[package]\nname = "{other}"\nversion = "0.1.0"\nedition = "2021"\n'
+    for lib in ("apkverify", "libfdt", "vmbase"):
+        f[f"libs/{lib}/Android.bp"] = f'rust_library {{ name: "lib{lib}" }}\n'
+        f[f"libs/{lib}/src/lib.rs"] = f"// {lib}\n"
+    f["libs/debian_service/Android.bp"] = 'java_library { name: "debian-service-grpclib-lite" }\n'
+    for path, size in LARGE_BLOBS:
+        f[path] = generated_blob(path, size)
     # upstream's rustfmt.toml is a symlink into the Android source tree: dangling in this repository
     f["guest/storage_balloon_agent/rustfmt.toml"] = Symlink("../../../../build/soong/scripts/rustfmt.toml")
     f["build/debian/ttyd/client_cert.patch"] = "--- a/lib/tls/mbedtls/mbedtls-server.c\n+++ b/lib/tls/mbedtls/mbedtls-server.c\n"
@@ -230,7 +276,7 @@ class FakeAvf:
     def url(self) -> str:
         return self.path.resolve().as_uri()
 
-    def commit(self, files: dict[str, str], message: str, *, remove: tuple[str, ...] = ()) -> str:
+    def commit(self, files: dict[str, str | bytes], message: str, *, remove: tuple[str, ...] = ()) -> str:
         for rel in remove:
             target = self.path / rel
             if target.is_dir():
@@ -244,8 +290,10 @@ class FakeAvf:
                 p.unlink()
             if isinstance(content, Symlink):
                 os.symlink(content, p)
-            else:
-                p.write_text(content)
+                continue
+            data = content if isinstance(content, bytes) else content.encode()
+            if not (p.is_file() and p.stat().st_size == len(data) and p.read_bytes() == data):
+                p.write_bytes(data)     # unchanged files keep their mtime: git need not hash them again
         self.repo.git.add("-A")
         self.repo.git.commit("-q", "--allow-empty", "-m", message)
         return self.repo.head.commit.hexsha

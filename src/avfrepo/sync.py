@@ -26,6 +26,7 @@ from . import checkout, packages, signing, state as state_mod
 from .config import Config
 from .errors import AvfrepoError, ConfigError, SigningError
 from .fsutil import read_tree, replace_dir
+from .formats import srcinfo
 from .makepkg import printsrcinfo
 from .packages import Context, RenderProblem
 from .sources import Release, query, query_all
@@ -54,6 +55,7 @@ class SyncReport:
     upstreams: dict[str, dict] = field(default_factory=dict)
     packages: list[PackageReport] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)   # package -> why `sync NAME` left it
     dry_run: bool = False
     written: bool = False
 
@@ -68,7 +70,7 @@ class SyncReport:
     def to_json(self) -> dict:
         return {"dry_run": self.dry_run, "written": self.written, "upstreams": self.upstreams,
                 "packages": [p.to_json() for p in self.packages], "problems": self.problems,
-                "refused": self.refused}
+                "skipped": self.skipped, "refused": self.refused}
 
 
 def _decide(r: PackageReport, rendered: packages.Rendered, prev: state_mod.PackageState | None,
@@ -108,15 +110,20 @@ def _decide(r: PackageReport, rendered: packages.Rendered, prev: state_mod.Packa
     return prev.pkgver, prev.pkgrel + 1
 
 
-def _fetch_trees(cfg: Config, modules, releases: dict[str, Release]) -> dict[str, Path]:
-    """Sparse checkouts of the upstreams whose files packages read (module.TREES:
-    upstream -> paths), each at the release sync is about to use."""
-    wanted: dict[str, set[str]] = {}
+def _fetch_trees(cfg: Config, modules, releases: dict[str, Release]) -> tuple[dict[str, Path], dict[str, str]]:
+    """Sparse checkouts of the upstreams whose files packages read (module.TREES: upstream ->
+    static paths, or a function of the checkout that computes them), each at the release sync
+    is about to use, holding exactly the union of what the packages ask for.
+
+    Returns the work trees and, per package, why its paths could not be computed (the
+    package is then refused; the others go on)."""
+    wanted: dict[str, list] = {}
     for m in modules:
-        for upstream, paths in getattr(m, "TREES", {}).items():
-            wanted.setdefault(upstream, set()).update(paths)
-    trees = {}
-    for name, paths in sorted(wanted.items()):
+        for upstream, spec in getattr(m, "TREES", {}).items():
+            wanted.setdefault(upstream, []).append((m.NAME, spec))
+    trees: dict[str, Path] = {}
+    problems: dict[str, str] = {}
+    for name, specs in sorted(wanted.items()):
         up, rel = cfg.upstream(name), releases[name]
         if up.kind == "git-tags":
             url, tag = up.url, rel.version
@@ -125,8 +132,21 @@ def _fetch_trees(cfg: Config, modules, releases: dict[str, Release]) -> dict[str
         else:
             raise ConfigError(f"[upstreams.{name}]: packages read its source tree, so it needs a git source "
                               "(source_git)")
-        trees[name] = checkout.tree_at(name, url, tag, rel.commit or "", tuple(sorted(paths)), cfg.cache)
-    return trees
+        snap = checkout.Snapshot(name, url, tag, rel.commit or "", cfg.cache)
+
+        def guarded(pkg, spec):
+            if not callable(spec):
+                return spec
+
+            def paths(s):
+                try:
+                    return list(spec(s))
+                except RenderProblem as exc:
+                    problems[pkg] = str(exc)
+                    return []
+            return paths
+        trees[name] = checkout.tree_for(snap, [guarded(pkg, spec) for pkg, spec in specs])
+    return trees, problems
 
 
 def _ask(up):
@@ -180,6 +200,42 @@ def _git_config(repo, key: str) -> str:
         return ""
 
 
+def _select(cfg: Config, registry: dict, only: list[str] | None) -> tuple[list[str], dict[str, str]]:
+    """The packages `sync NAME...` renders, and the ones it leaves alone with the reason.
+
+    A name is a package or an upstream. The upstreams asked are the named ones and those the
+    named packages read; a package is rendered when it is named, or reads a named upstream
+    and nothing that is not asked (so `sync avf` asks AVF alone, never GitHub or kernel.org).
+    """
+    if not only:
+        return list(registry), {}
+    unknown = [n for n in only if n not in registry and n not in cfg.upstreams]
+    if unknown:
+        raise ConfigError(f"unknown package or upstream: {', '.join(unknown)} "
+                          f"(packages: {', '.join(registry)}; upstreams: {', '.join(cfg.upstreams)})")
+    named_ups = {n for n in only if n in cfg.upstreams and n not in registry}
+    asked = named_ups | {u for n in only if n in registry for u in registry[n].UPSTREAMS}
+    wanted, skipped = [], {}
+    for n, m in registry.items():
+        reads = set(m.UPSTREAMS)
+        if n in only or (reads & named_ups and reads <= asked):
+            wanted.append(n)
+        elif reads & named_ups:
+            skipped[n] = (f"also reads {', '.join(sorted(reads - asked))}, not asked by this sync: "
+                          f"`avfrepo sync {n}` or a plain `avfrepo sync` renders it")
+    return wanted, skipped
+
+
+def _rendered_names(cfg: Config, name: str, st: state_mod.State) -> tuple[str, ...] | None:
+    """The package names of pkgbuilds/<name>/.SRCINFO when sync wrote it (else None)."""
+    if name not in st.packages:
+        return None
+    try:
+        return srcinfo.parse((cfg.pkgbuilds / name / ".SRCINFO").read_text()).pkgnames
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
 def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -> SyncReport:
     report = SyncReport(dry_run=dry_run)
     st = state_mod.load(cfg.state_file)
@@ -191,13 +247,7 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
                               f"(known: {', '.join(registry)})")
         registry = {n: m for n, m in registry.items() if n in cfg.enabled}
     image = tuple(p for m in registry.values() for p in packages.image_packages(m))
-    wanted = list(registry)
-    if only:
-        unknown = [n for n in only if n not in registry and n not in cfg.upstreams]
-        if unknown:
-            raise ConfigError(f"unknown package or upstream: {', '.join(unknown)} "
-                              f"(packages: {', '.join(registry)}; upstreams: {', '.join(cfg.upstreams)})")
-        wanted = [n for n in registry if n in only or set(registry[n].UPSTREAMS) & set(only)]
+    wanted, report.skipped = _select(cfg, registry, only)
     needed_upstreams = sorted({u for n in wanted for u in registry[n].UPSTREAMS})
 
     # 1. query upstreams, concurrently, all before writing anything
@@ -225,7 +275,7 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
         return report
 
     # 3. fetch the upstream trees packages read (only the paths they declare)
-    trees = _fetch_trees(cfg, [registry[n] for n in wanted], releases)
+    trees, tree_problems = _fetch_trees(cfg, [registry[n] for n in wanted], releases)
 
     key = public = None
     if "avf-keyring" in wanted:
@@ -234,7 +284,9 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
             public, _ = signing.public_key_files(cfg.signing, key.fingerprint, cfg.cache)
         except SigningError as exc:
             log.debug("no key for the keyring: %s", exc)
-    ctx = Context(cfg, releases, trees, key, public, image)
+    # what other packages may depend on: every module with a PKGBUILD sync wrote; updated as
+    # this sync renders (registry order puts the packages others depend on first)
+    available = {n: names for n in registry if (names := _rendered_names(cfg, n, st)) is not None}
 
     # 4. render and decide
     staged: dict[str, tuple[dict[str, bytes], packages.Rendered, str, int]] = {}
@@ -242,19 +294,24 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
         r = PackageReport(name)
         report.packages.append(r)
         prev = st.packages.get(name)
+        if name in tree_problems:
+            r.action = "refused"
+            r.problems.append(tree_problems[name])
+            continue
+        ctx = Context(cfg, releases, trees, key, public, image, dict(available))
         try:
             rendered = registry[name].render(ctx)
+            on_disk = {k: v for k, v in read_tree(cfg.pkgbuilds / name).items() if k != ".SRCINFO"}
+            decision = _decide(r, rendered, prev, on_disk)
+            files = rendered.finalize(*decision) if decision else None
         except RenderProblem as exc:
             r.action = "refused"
             r.problems.append(str(exc))
             continue
-        on_disk = {k: v for k, v in read_tree(cfg.pkgbuilds / name).items() if k != ".SRCINFO"}
-        decision = _decide(r, rendered, prev, on_disk)
         r.reasons.extend(rendered.notes if decision else [])
         if decision is None:
             continue
         pkgver, pkgrel = decision
-        files = rendered.finalize(pkgver, pkgrel)
         try:
             files[".SRCINFO"] = printsrcinfo(cfg, files).encode()
         except AvfrepoError as exc:
@@ -262,6 +319,10 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
             r.problems.append(f"makepkg --printsrcinfo failed: {exc}")
             continue
         staged[name] = (files, rendered, pkgver, pkgrel)
+        try:
+            available[name] = srcinfo.parse(files[".SRCINFO"].decode()).pkgnames
+        except ValueError:
+            pass
 
     # an upstream is recorded as synced only when no package reading it was refused
     refused_upstreams = {u for p in report.packages if p.action == "refused" for u in registry[p.name].UPSTREAMS}

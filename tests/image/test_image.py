@@ -135,8 +135,9 @@ def test_vm_config_fields_and_real_guids(extracted, built_image):
     assert vm["gpu"]["backend"] and vm["console_input_device"] == "ttyS0"
     assert {p["sharedPath"] for p in vm["sharedPath"]} == {"/storage/emulated", "$APP_DATA_DIR/files"}
     parts, = [d["partitions"] for d in vm["disks"]]
+    # the ESP is /boot, mounted rw: read-only, kernel upgrades would fail (nixos-avf: true too)
     assert [(p["label"], p["path"], p["writable"]) for p in parts] == [
-        ("EFI", "$PAYLOAD_DIR/efi_part", False), ("ROOT", "$PAYLOAD_DIR/root_part", True)]
+        ("EFI", "$PAYLOAD_DIR/efi_part", True), ("ROOT", "$PAYLOAD_DIR/root_part", True)]
     efi_guid, root_guid = (p["guid"] for p in parts)
     assert efi_guid != root_guid
     assert str(uuid.UUID(efi_guid)) == efi_guid and str(uuid.UUID(root_guid)) == root_guid

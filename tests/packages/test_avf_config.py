@@ -1,71 +1,89 @@
-"""avf-config: upstream guest units adapted to Arch, plus the project's own units."""
+"""avf-config: the system pieces of a Terminal guest (the agents' units live with the agents)."""
 
 from __future__ import annotations
 
+import configparser
 import hashlib
 import re
 
-import pytest
-
-from avfrepo.checkout import AVF_PATHS, tree_at
-from avfrepo.packages import PKGREL_TOKEN, PKGVER_TOKEN, Context, RenderProblem, avf_config
+from avfrepo.packages import PKGREL_TOKEN, PKGVER_TOKEN, Context, avf_config
 from avfrepo.sources.git_tags import latest
 
 
-def render_at(cfg, avf, tag=None):
+def render_at(cfg):
     rel = latest(cfg.upstream("avf"))
-    tree = tree_at("avf", avf.url, rel.version, rel.commit, AVF_PATHS, cfg.cache)
-    return avf_config.render(Context(cfg, {"avf": rel}, {"avf": tree}))
+    return avf_config.render(Context(cfg, {"avf": rel}, {}))
 
 
-@pytest.mark.parametrize("line,expected", [
-    ("ExecStart=/usr/sbin/foo --x", "ExecStart=/usr/bin/foo --x"),
-    ("ExecStart=/sbin/foo", "ExecStart=/usr/bin/foo"),
-    ("ExecStart=/bin/bash -c '/usr/sbin/tool'", "ExecStart=/usr/bin/bash -c '/usr/bin/tool'"),
-    ("ExecStart=/usr/bin/foo", "ExecStart=/usr/bin/foo"),
-    ("ExecStart=/opt/vendor/bin/foo", "ExecStart=/opt/vendor/bin/foo"),
-    ("After=virtiofs_internal.service", "After=mnt-internal.mount"),
-])
-def test_adapt_unit_moves_binaries_and_renames_units(line, expected):
-    text, _ = avf_config.adapt_unit(line + "\n")
-    assert text == expected + "\n"
+def unit(text: bytes) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read_string(text.decode())
+    return parser
 
 
-def test_adapt_unit_reports_each_change_and_leaves_arch_units_alone():
-    text, changes = avf_config.adapt_unit("[Service]\nExecStart=/usr/sbin/x\nAfter=virtiofs_internal.service")
-    assert changes == ["binaries moved to /usr/bin", "virtiofs_internal.service -> mnt-internal.mount"]
-    same, none = avf_config.adapt_unit("[Service]\nExecStart=/usr/bin/x\n")
-    assert none == [] and same == "[Service]\nExecStart=/usr/bin/x\n"
-
-
-def test_render_takes_every_guest_unit_and_checksums_every_source(cfg, avf):
-    r = render_at(cfg, avf)
+def test_render_checksums_every_source_and_ships_no_agent_unit(cfg):
+    r = render_at(cfg)
     assert r.pkgver == "16.0.0.r10" and r.upstreams == {"avf": "android-16.0.0_r10"}
     pkgbuild = r.files["PKGBUILD"].decode()
     assert f"pkgver={PKGVER_TOKEN}" in pkgbuild and f"pkgrel={PKGREL_TOKEN}" in pkgbuild
-    sources = re.search(r"source=\((.*?)\)", pkgbuild, re.S).group(1).split()
+    names = re.search(r"source=\((.*?)\)", pkgbuild, re.S).group(1).split()
     sums = re.search(r"sha256sums=\((.*?)\)", pkgbuild, re.S).group(1).split()
-    names = [s.strip("'") for s in sources]
-    assert {"forwarder_guest_launcher.service", "shutdown_runner.service", "storage_balloon_agent.service"} <= set(names)
-    assert "forwarder_guest.service" not in names          # forwarder_guest has no debian/ dir
+    assert len(names) == len(sums) == len(avf_config.STATIC) + 1 + 4     # + the ESP relax files
     for name, digest in zip(names, sums):
-        assert hashlib.sha256(r.files[name]).hexdigest() == digest.strip("'"), name
+        assert hashlib.sha256(r.files[name]).hexdigest() == digest, name
+    # an agent's unit is its package's (avf-guest-agents): avf-config neither ships nor enables one
+    assert not [n for n in r.files if n.startswith(("forwarder_guest", "shutdown_runner", "storage_balloon"))]
     preset = r.files["80-avf.preset"].decode()
-    assert "enable storage_balloon_agent.service" in preset and "enable ttyd.service" in preset
+    assert "enable ttyd.service" in preset and "shutdown_runner" not in preset
+    assert "shutdown_runner" not in r.files["avf-config.install"].decode()
 
 
-def test_inputs_hash_ignores_the_version_but_not_the_units(cfg, avf):
-    a = render_at(cfg, avf)
-    assert a.finalize("1", 1) != a.finalize("2", 1)
-    assert a.inputs_hash() == render_at(cfg, avf).inputs_hash()
+def test_a_new_avf_tag_changes_no_input(cfg, avf):
+    a = render_at(cfg)
     from avfrepo.demo import unit_text
     avf.commit({"guest/shutdown_runner/debian/service": unit_text("shutdown_runner", " -v")}, "c")
     avf.tag("android-16.0.0_r11")
-    assert render_at(cfg, avf).inputs_hash() != a.inputs_hash()
+    b = render_at(cfg)
+    assert b.pkgver == "16.0.0.r11" and b.inputs_hash() == a.inputs_hash()
 
 
-def test_tree_without_guest_units_is_a_render_problem(cfg, avf):
-    avf.commit({}, "no units", remove=("guest",))
-    avf.tag("android-16.0.0_r11")
-    with pytest.raises(RenderProblem, match="no guest/\\*/debian/service unit at android-16.0.0_r11"):
-        render_at(cfg, avf)
+def test_backup_mount_is_wanted_by_its_device_so_a_missing_vdb_holds_up_nothing(cfg):
+    m = unit(render_at(cfg).files["mnt-backup.mount"])
+    assert m["Install"]["WantedBy"] == "dev-vdb.device"
+    assert "multi-user.target" not in m["Install"].get("WantedBy", "")
+    assert m["Unit"]["BindsTo"] == "dev-vdb.device" and m["Unit"]["After"] == "dev-vdb.device"
+    assert "nofail" in m["Mount"]["Options"].split(",")
+    assert "ConditionPathExists" not in m["Unit"]   # a condition would still wait for the device first
+
+
+def test_avahi_runs_without_ipv6_from_our_own_config(cfg):
+    files = render_at(cfg).files
+    dropin = unit(files["avahi-daemon-avf.conf"])
+    exec_start = [l for l in files["avahi-daemon-avf.conf"].decode().splitlines() if l.startswith("ExecStart=")]
+    assert exec_start == ["ExecStart=", "ExecStart=/usr/bin/avahi-daemon -s -f /usr/share/avf-config/avahi-daemon.conf"]
+    assert dropin.has_section("Service")
+    conf = unit(files["avahi-daemon.avf.conf"])
+    assert conf["server"]["use-ipv6"] == "no" and conf["server"]["use-ipv4"] == "yes"
+    dests = dict(avf_config.STATIC.values())
+    assert "/usr/lib/systemd/system/avahi-daemon.service.d/avf.conf" in dests
+    assert "/usr/share/avf-config/avahi-daemon.conf" in dests
+
+
+def test_without_systemd_avf_the_image_relaxes_the_esp_check_where_bootctl_runs(cfg):
+    """cfg enables avf-config and avf-keyring only: systemd-avf is not installed, so the
+    variable systemd honours is set for the manager, user sessions, login shells and sudo."""
+    files = render_at(cfg).files
+    assert "DefaultEnvironment=SYSTEMD_RELAX_ESP_CHECKS=1" in files["relax-system.conf"].decode()
+    assert "export SYSTEMD_RELAX_ESP_CHECKS=1" in files["relax-profile.sh"].decode()
+    assert 'env_keep += "SYSTEMD_RELAX_ESP_CHECKS"' in files["avf-relax.sudoers"].decode()
+    pkgbuild = files["PKGBUILD"].decode()
+    assert '"$pkgdir"/usr/lib/systemd/system.conf.d/50-avf-relax-esp-checks.conf' in pkgbuild
+    assert '"$pkgdir"/etc/sudoers.d/avf-relax-esp-checks' in pkgbuild
+
+
+def test_with_systemd_avf_enabled_nothing_is_relaxed(cfg):
+    import dataclasses
+    with_systemd = dataclasses.replace(cfg, enabled=("avf-config", "systemd-avf"))
+    files = avf_config.render(Context(with_systemd, {"avf": latest(cfg.upstream("avf"))}, {})).files
+    assert not [n for n in files if "relax" in n]

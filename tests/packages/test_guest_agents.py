@@ -17,7 +17,7 @@ import pytest
 
 from avfrepo import config as config_mod
 from avfrepo import packages
-from avfrepo.checkout import AVF_PATHS, tree_at
+from avfrepo.checkout import Snapshot, tree_for
 from avfrepo.demo import GUEST_MAIN_RS, write_config
 from avfrepo.errors import ToolError
 from avfrepo.formats import srcinfo
@@ -30,6 +30,7 @@ from avfrepo.sources.git_tags import latest, ls_remote_tags, tag_pkgver
 from ..conftest import require_tools
 
 SERVICES = ("forwarder_guest", "forwarder_guest_launcher", "shutdown_runner", "storage_balloon_agent")
+AGENTS = SERVICES[1:]       # with a debian/service; forwarder_guest is the launcher's companion
 PKGNAMES = ("forwarder-guest", "forwarder-guest-launcher", "shutdown-runner", "storage-balloon-agent")
 LAUNCHER_MAIN = "guest/forwarder_guest_launcher/src/main.rs"
 BALLOON_MAIN = "guest/storage_balloon_agent/src/main.rs"
@@ -48,10 +49,14 @@ def release(cfg, avf, tag=None) -> Release:
     return Release("avf", tag, tag_pkgver(tag), ref.commit, avf.url)
 
 
-def render_at(cfg, avf, tag=None):
+def agents_tree(cfg, avf, rel) -> Path:
+    """What sync checks out for the package: the paths guest_agents.agent_paths computes."""
+    return tree_for(Snapshot("avf", avf.url, rel.version, rel.commit, cfg.cache), [guest_agents.agent_paths])
+
+
+def render_at(cfg, avf, tag=None, **ctx):
     rel = release(cfg, avf, tag)
-    tree = tree_at("avf", avf.url, rel.version, rel.commit, AVF_PATHS, cfg.cache)
-    return guest_agents.render(Context(cfg, {"avf": rel}, {"avf": tree}))
+    return guest_agents.render(Context(cfg, {"avf": rel}, {"avf": agents_tree(cfg, avf, rel)}, **ctx))
 
 
 def array(pkgbuild: str, name: str) -> list[str]:
@@ -84,16 +89,19 @@ def test_pkgbuild_pins_the_commit_and_checksums_every_local_source(cfg, avf):
     assert {"cargo", "protobuf"} <= set(array(pkgbuild, "makedepends"))
     assert array(pkgbuild, "pkgname") == list(PKGNAMES)
     sources, sums = array(pkgbuild, "source"), array(pkgbuild, "sha256sums")
-    assert len(sources) == len(sums) == 1 + 4 + 2
+    units = [(f"{s}.service", f"80-{s.replace('_', '-')}.preset") for s in AGENTS]
+    assert len(sources) == len(sums) == 1 + 4 + 2 + 2 * 3
     assert sources[0] == f"avf::git+{avf.url}#commit={rel.commit}" and sums[0] == "SKIP"
     assert re.fullmatch(r"[0-9a-f]{40}", rel.commit)
-    assert sources[1:] == [f"{s}.Cargo.lock" for s in SERVICES] + ["tcpstates-path.patch", "root-device-vda2.patch"]
+    assert sources[1:] == ([f"{s}.Cargo.lock" for s in SERVICES] + ["tcpstates-path.patch", "root-device-vda2.patch"]
+                           + [f for pair in units for f in pair])
     for name, digest in zip(sources[1:], sums[1:]):
         assert hashlib.sha256(r.files[name]).hexdigest() == digest, name
-    assert set(r.files) == {"PKGBUILD", *sources[1:]}
+    installs = {f"{s.replace('_', '-')}.install" for s in AGENTS}
+    assert set(r.files) == {"PKGBUILD", *sources[1:], *installs}
     for svc in SERVICES:
-        assert f'"$srcdir/target/release/{svc}" "$pkgdir/usr/bin/{svc}"' in pkgbuild
-    for step in ("rm -f \"guest/$_svc/.cargo/config.toml\"", "patch -Np1 -i", "cargo fetch --locked",
+        assert f'"$srcdir/target/release/"{svc} "$pkgdir/usr/bin/"{svc}' in pkgbuild
+    for step in ("rm -f \"guest/$_crate/.cargo/config.toml\"", "patch -Np1 -i", "cargo fetch --locked",
                  "cargo build --release --locked --offline", 'CARGO_HOME="$srcdir/cargo-home"',
                  'CARGO_TARGET_DIR="$srcdir/target"'):
         assert step in pkgbuild, step
@@ -117,7 +125,7 @@ def test_cargo_locks_are_real_cargo_output(cfg, avf):
 
 def test_render_leaves_the_cached_checkout_untouched(cfg, avf):
     rel = latest(cfg.upstream("avf"))
-    tree = tree_at("avf", avf.url, rel.version, rel.commit, AVF_PATHS, cfg.cache)
+    tree = agents_tree(cfg, avf, rel)
     guest_agents.render(Context(cfg, {"avf": rel}, {"avf": tree}))
     assert run(["git", "status", "--porcelain", "--ignored"], cwd=tree).stdout == ""
     assert (tree / "guest/forwarder_guest/.cargo/config.toml").is_file()
@@ -141,7 +149,8 @@ def test_printsrcinfo_reads_four_split_packages(cfg, avf):
     r = render_at(cfg, avf)
     info = srcinfo.parse(printsrcinfo(cfg, r.finalize(r.pkgver, 1)))
     assert info.pkgbase == "avf-guest-agents" and info.version == "16.0.0.r10-1"
-    assert info.pkgnames == PKGNAMES == guest_agents.IMAGE_PACKAGES
+    assert info.pkgnames == PKGNAMES
+    assert packages.image_packages(guest_agents, info.pkgnames) == PKGNAMES
     assert info.get("arch") == ["aarch64"]
     assert info.get("source")[0].startswith("avf::git+file://") and "#commit=" in info.get("source")[0]
     assert "bcc-tools" in info.get("depends", "forwarder-guest-launcher")
@@ -202,7 +211,7 @@ def test_patch_that_does_not_apply_any_more_is_refused_naming_patch_file_and_ver
     avf.commit({BALLOON_MAIN: main}, "balloon: context changed")
     avf.tag("android-16.0.0_r11")
     rel = latest(cfg.upstream("avf"))
-    tree = tree_at("avf", avf.url, rel.version, rel.commit, AVF_PATHS, cfg.cache)
+    tree = agents_tree(cfg, avf, rel)
     with pytest.raises(RenderProblem) as err:    # the earlier patch, against the new checkout
         guest_agents.dry_run(tree, "root-device-vda2.patch", old, [BALLOON_MAIN], rel.version)
     msg = str(err.value)
@@ -226,11 +235,12 @@ def test_cargo_failure_is_a_render_problem_naming_crate_and_version(cfg, avf):
 
 def test_service_added_upstream_is_refused(cfg, avf):
     avf.commit({"guest/new_agent/Cargo.toml": '[package]\nname = "new_agent"\nversion = "1.0.0"\n',
-                "guest/new_agent/src/main.rs": "fn main() {}\n"}, "a fifth agent")
+                "guest/new_agent/src/main.rs": "fn main() {}\n",
+                "guest/new_agent/debian/service": "[Service]\nExecStart=/usr/bin/new_agent\n"}, "a fifth agent")
     avf.tag("android-16.0.0_r11")
     with pytest.raises(RenderProblem) as err:
         render_at(cfg, avf)
-    assert str(err.value).startswith("guest services changed at android-16.0.0_r11: added new_agent;")
+    assert str(err.value).startswith("guest agents changed at android-16.0.0_r11: added new_agent;")
     assert "removed" not in str(err.value) and "no Cargo.toml" not in str(err.value)
 
 
@@ -239,7 +249,7 @@ def test_service_removed_upstream_is_refused(cfg, avf):
     avf.tag("android-16.0.0_r11")
     with pytest.raises(RenderProblem) as err:
         render_at(cfg, avf)
-    assert str(err.value).startswith("guest services changed at android-16.0.0_r11: removed shutdown_runner;")
+    assert str(err.value).startswith("guest agents changed at android-16.0.0_r11: removed shutdown_runner;")
     assert "added" not in str(err.value)
 
 
@@ -257,7 +267,8 @@ def android17_config(tmp_path, avf, signing_home) -> config_mod.Config:
 
 
 def test_android17_layout_is_refused_listing_every_change(cfg, avf, tmp_path, signing_home):
-    avf.commit({"guest/linux_vm_manager/Android.bp": "rust_binary { name: \"linux_vm_manager\" }\n"},
+    avf.commit({"guest/linux_vm_manager/Android.bp": "rust_binary { name: \"linux_vm_manager\" }\n",
+                "guest/linux_vm_manager/debian/service": "[Service]\nExecStart=/usr/bin/linux_vm_manager\n"},
                "Android 17: one manager replaces the agents", remove=tuple(f"guest/{s}" for s in SERVICES))
     avf.tag("android-17.0.0_r1", message="Android 17.0.0 release 1")
     cfg17 = android17_config(tmp_path, avf, signing_home)
@@ -265,7 +276,7 @@ def test_android17_layout_is_refused_listing_every_change(cfg, avf, tmp_path, si
     with pytest.raises(RenderProblem) as err:
         render_at(cfg17, avf)
     assert str(err.value).startswith(
-        "guest services changed at android-17.0.0_r1: removed forwarder_guest, forwarder_guest_launcher, "
+        "guest agents changed at android-17.0.0_r1: removed forwarder_guest, forwarder_guest_launcher, "
         "shutdown_runner, storage_balloon_agent; added linux_vm_manager (no Cargo.toml: not buildable with cargo)")
 
 
@@ -282,7 +293,9 @@ def test_sync_refuses_the_bump_and_keeps_the_previous_pkgbuild(cfg, avf, tmp_pat
     before = {p.name: p.read_bytes() for p in pkgdir.iterdir()}
     assert "pkgver=16.0.0.r10" in before["PKGBUILD"].decode() and "pkgname = storage-balloon-agent" in \
         before[".SRCINFO"].decode()
-    avf.commit({"guest/linux_vm_manager/Android.bp": "rust_binary {}\n"}, "new manager")
+    avf.commit({"guest/linux_vm_manager/Android.bp": "rust_binary {}\n",
+                "guest/linux_vm_manager/debian/service": "[Service]\nExecStart=/usr/bin/linux_vm_manager\n"},
+               "new manager")
     avf.tag("android-16.0.0_r11")
     second = sync(cfg)
     (rep,) = second.packages
@@ -317,7 +330,9 @@ def test_pkgbuild_functions_build_the_fixture_crates_on_this_host(cfg, avf, tmp_
     for svc, pkg in zip(SERVICES, PKGNAMES):
         installed = sorted(p.relative_to(tmp_path / "pkg" / pkg).as_posix()
                            for p in (tmp_path / "pkg" / pkg).rglob("*") if p.is_file())
-        assert installed == [f"usr/bin/{svc}"]
+        unit = ([f"usr/lib/systemd/system-preset/80-{pkg}.preset", f"usr/lib/systemd/system/{svc}.service"]
+                if svc in AGENTS else [])
+        assert installed == [f"usr/bin/{svc}", *unit]
         binary = tmp_path / "pkg" / pkg / "usr/bin" / svc
         assert os.access(binary, os.X_OK)
         out[svc] = run([binary], timeout=30).stdout
@@ -387,3 +402,220 @@ def test_committed_lock_is_kept_while_it_still_fits_the_crate(cfg, avf):
     lock = third.files[guest_agents.lock_name("shutdown_runner")].decode()
     assert 'name = "forwarder"' in lock and "kept by avfrepo test" not in lock
     assert third.files[guest_agents.lock_name("shutdown_runner")] != again.files[guest_agents.lock_name("shutdown_runner")]
+
+
+# -- the real shape (facts file §7): 20 dirs under guest/, large blobs, computed paths ---------
+
+def objects_present(tree: Path, rev: str = "HEAD") -> set[str]:
+    """The objects the cached (partial) clone holds, of everything `rev` reaches."""
+    out = git_repo(tree).git.rev_list("--objects", "--missing=print", rev).splitlines()
+    return {l.split()[0] for l in out if not l.startswith("?")}
+
+
+def git_repo(path):
+    import git
+    return git.Repo(path)
+
+
+def test_the_agents_are_the_guest_dirs_with_a_debian_service_the_other_dirs_are_ignored(cfg, avf):
+    rel = release(cfg, avf)
+    assert len(avf.repo.git.ls_tree("--name-only", f"{rel.commit}:guest").split()) == 20
+    r = render_at(cfg, avf)
+    info = srcinfo.parse(printsrcinfo(cfg, r.finalize(r.pkgver, 1)))
+    assert info.pkgnames == PKGNAMES
+    # Microdroid parts with a Cargo.toml are no agents and no companions
+    assert "apkdmverity" not in r.files["PKGBUILD"].decode()
+
+
+def test_a_new_guest_dir_without_a_unit_changes_nothing(cfg, avf):
+    before = render_at(cfg, avf)
+    avf.commit({"guest/linux_vm_manager/Android.bp": "rust_binary {}\n",
+                "guest/new_crate/Cargo.toml": '[package]\nname = "new_crate"\nversion = "0.1.0"\n'}, "soong")
+    avf.tag("android-16.0.0_r11")
+    after = render_at(cfg, avf)
+    assert {k: v for k, v in after.files.items() if k != "PKGBUILD"} == \
+        {k: v for k, v in before.files.items() if k != "PKGBUILD"}
+
+
+def test_sync_checks_out_exactly_what_the_crates_read_and_never_the_large_blobs(cfg, avf):
+    from avfrepo.demo import LARGE_BLOBS
+    rel = release(cfg, avf)
+    tree = agents_tree(cfg, avf, rel)
+    top = {p.relative_to(tree).as_posix() for p in tree.glob("*/*") if ".git" not in p.parts}
+    assert top == {"guest/" + c for c in SERVICES} | {"libs/libforwarder", "libs/debian_service"}
+    assert sorted(p.name for p in (tree / "libs/debian_service").iterdir()) == ["proto"]   # not its Android.bp
+    present = objects_present(tree)
+    for path, _ in LARGE_BLOBS:
+        assert avf.repo.git.rev_parse(f"{rel.commit}:{path}") not in present, path
+    assert avf.repo.git.rev_parse(f"{rel.commit}:guest/apkdmverity/Cargo.toml") not in present
+    assert avf.repo.git.rev_parse(f"{rel.commit}:libs/libforwarder/src/lib.rs") in present
+
+
+def test_the_agent_set_is_read_from_tree_objects_without_a_single_blob(cfg, avf, tmp_path):
+    rel = release(cfg, avf)
+    snap = Snapshot("avf", avf.url, rel.version, rel.commit, tmp_path / "cache").open()
+    agents = guest_agents.find_agents(snap.listing("guest"), rel.version)
+    assert agents == list(AGENTS)
+    blobs = [l.split()[0] for l in snap.repo.git.rev_list("--objects", "--missing=print", rel.commit).splitlines()
+             if l.startswith("?")]
+    assert blobs and not [o for o in objects_present(snap.path, rel.commit) if snap.repo.git.cat_file("-t", o) == "blob"]
+
+
+def test_library_paths_are_computed_from_cargo_toml_and_build_rs(cfg, avf):
+    avf.commit({"libs/libvsock/Cargo.toml": '[package]\nname = "vsock"\nversion = "0.1.0"\n',
+                "libs/libvsock/src/lib.rs": "\n",
+                "libs/libforwarder/Cargo.toml": '[package]\nname = "forwarder"\nversion = "1.0.0"\nedition = "2021"\n'
+                                                '[dependencies]\nvsock = { path = "../libvsock" }\n',
+                "libs/extra_proto/proto/Extra.proto": 'syntax = "proto3";\n',
+                "guest/shutdown_runner/build.rs": 'fn main() {\n    let p = "../../libs/extra_proto/proto/Extra.proto";\n'
+                                                  '    println!("cargo:rerun-if-changed={p}");\n}\n'}, "more libs")
+    avf.tag("android-16.0.0_r11")
+    rel = release(cfg, avf, "android-16.0.0_r11")
+    tree = agents_tree(cfg, avf, rel)
+    assert (tree / "libs/libvsock/Cargo.toml").is_file()                 # a path dependency of a path dependency
+    assert (tree / "libs/extra_proto/proto/Extra.proto").is_file()       # named by build.rs
+    assert not (tree / "libs/apkverify").exists()                        # nothing names it
+
+
+@pytest.mark.parametrize("dep", ['"../../../outside"', '"/etc"', '"../../libs/a b"'])
+def test_path_dependency_outside_the_repository_or_not_plain_is_refused(cfg, avf, dep):
+    avf.commit({"guest/forwarder_guest/Cargo.toml": '[package]\nname = "forwarder_guest"\nversion = "1.0.0"\n'
+                                                    f'[dependencies]\nx = {{ path = {dep} }}\n'}, "escape")
+    avf.tag("android-16.0.0_r11")
+    from avfrepo.sync import _fetch_trees
+    trees, problems = _fetch_trees(cfg, [guest_agents], {"avf": release(cfg, avf, "android-16.0.0_r11")})
+    assert "guest/forwarder_guest: path dependency x" in problems["avf-guest-agents"]
+
+
+def test_hostile_agent_directory_name_is_refused_and_nothing_runs(cfg, avf, tmp_path, signing_home, monkeypatch):
+    """A guest/ dir with a debian/service whose name is shell: refused by name, never pasted."""
+    from avfrepo.sync import sync
+    import pwd
+    homes = [Path(pwd.getpwnam(u).pw_dir) for u in (cfg.build.user, "root")]
+    hostile = "x'$(cd;touch avfrepo-pwned)'y"        # run as shell, it would touch ~/avfrepo-pwned
+    cfg = config_mod.load(write_config(tmp_path / "avfrepo.toml", avf.url, signing_home,
+                                       enable=(guest_agents.NAME,)))
+    assert not sync(cfg).refused
+    before = {p.name: p.read_bytes() for p in (cfg.pkgbuilds / guest_agents.NAME).iterdir()}
+    avf.commit({f"guest/{hostile}/debian/service": "[Service]\nExecStart=/usr/bin/true\n",
+                f"guest/{hostile}/Cargo.toml": '[package]\nname = "x"\nversion = "0.1.0"\n',
+                f"guest/{hostile}/src/main.rs": "fn main() {}\n"}, "hostile")
+    avf.tag("android-16.0.0_r11")
+    report = sync(cfg)
+    (rep,) = report.packages
+    assert rep.action == "refused"
+    assert "is not a plain [A-Za-z0-9_.+-] name: refused" in rep.problems[0] and hostile in rep.problems[0]
+    assert not [h for h in homes if (h / "avfrepo-pwned").exists()]
+    assert {p.name: p.read_bytes() for p in (cfg.pkgbuilds / guest_agents.NAME).iterdir()} == before
+
+
+def test_runtime_depends_fit_alarm(cfg, avf):
+    r = render_at(cfg, avf)
+    info = srcinfo.parse(printsrcinfo(cfg, r.finalize(r.pkgver, 1)))
+    for pkg in PKGNAMES:
+        deps = info.get("depends", pkg)
+        assert {"libgcc", "glibc"} <= set(deps) and "gcc-libs" not in deps, pkg
+    launcher = info.get("depends", "forwarder-guest-launcher")
+    assert {"forwarder-guest", "bcc-tools", "python", "linux-aarch64-headers"} <= set(launcher)
+    assert "forwarder-guest" not in info.get("depends", "shutdown-runner")
+    # with [avf]'s kernel rendered, bcc builds against its headers
+    r2 = render_at(cfg, avf, available={"linux-avf": ("linux-avf", "linux-avf-headers")})
+    info2 = srcinfo.parse(printsrcinfo(cfg, r2.finalize(r2.pkgver, 1)))
+    launcher2 = info2.get("depends", "forwarder-guest-launcher")
+    assert "linux-avf-headers" in launcher2 and "linux-aarch64-headers" not in launcher2
+
+
+def test_each_agent_package_ships_and_presets_its_own_unit(cfg, avf):
+    r = render_at(cfg, avf)
+    for svc in AGENTS:
+        pkg = svc.replace("_", "-")
+        assert r.files[f"80-{pkg}.preset"].decode().splitlines()[-1] == f"enable {svc}.service"
+        assert f"systemctl --no-reload preset {svc}.service" in r.files[f"{pkg}.install"].decode()
+        unit = r.files[f"{svc}.service"].decode()
+        assert "After=mnt-internal.mount" in unit and "virtiofs_internal" not in unit
+    info = srcinfo.parse(printsrcinfo(cfg, r.finalize(r.pkgver, 1)))
+    assert info.get("install", "shutdown-runner") == ["shutdown-runner.install"]
+    assert info.get("install", "forwarder-guest") == []
+
+
+@pytest.mark.parametrize("line,expected", [
+    ("ExecStart=/usr/sbin/foo --x", "ExecStart=/usr/bin/foo --x"),
+    ("ExecStart=/sbin/foo", "ExecStart=/usr/bin/foo"),
+    ("ExecStart=/bin/bash -c '/usr/sbin/tool'", "ExecStart=/usr/bin/bash -c '/usr/bin/tool'"),
+    ("ExecStart=/usr/bin/foo", "ExecStart=/usr/bin/foo"),
+    ("ExecStart=/opt/vendor/bin/foo", "ExecStart=/opt/vendor/bin/foo"),
+    ("After=virtiofs_internal.service", "After=mnt-internal.mount"),
+])
+def test_adapt_unit_moves_binaries_and_renames_units(line, expected):
+    text, _ = guest_agents.adapt_unit(line + "\n")
+    assert text == expected + "\n"
+
+
+def test_adapt_unit_reports_each_change_and_leaves_arch_units_alone():
+    text, changes = guest_agents.adapt_unit("[Service]\nExecStart=/usr/sbin/x\nAfter=virtiofs_internal.service")
+    assert changes == ["binaries moved to /usr/bin", "virtiofs_internal.service -> mnt-internal.mount"]
+    same, none = guest_agents.adapt_unit("[Service]\nExecStart=/usr/bin/x\n")
+    assert none == [] and same == "[Service]\nExecStart=/usr/bin/x\n"
+
+
+def keep_locks(cfg, rendered) -> None:
+    """The locks of a render, committed next to the PKGBUILD as sync leaves them."""
+    d = cfg.pkgbuilds / guest_agents.NAME
+    d.mkdir(parents=True, exist_ok=True)
+    for svc in guest_agents.SERVICES:
+        (d / guest_agents.lock_name(svc)).write_bytes(rendered.files[guest_agents.lock_name(svc)])
+
+
+def test_kept_lock_that_fits_is_reused_without_running_cargo(cfg, avf, tmp_path, monkeypatch):
+    """The fit is checked offline (formats.cargo): no cargo, no crates.io needed to reuse it."""
+    keep_locks(cfg, render_at(cfg, avf))
+    rel = release(cfg, avf)
+    tree = agents_tree(cfg, avf, rel)
+    nowhere = tmp_path / "no-tools"
+    nowhere.mkdir()
+    monkeypatch.setenv("PATH", str(nowhere))          # cargo cannot run: reuse must not need it
+    locks = guest_agents.generate_locks(Context(cfg, {"avf": rel}, {"avf": tree}), tree, rel.version)
+    for svc in guest_agents.SERVICES:
+        assert locks[svc] == (cfg.pkgbuilds / guest_agents.NAME / guest_agents.lock_name(svc)).read_bytes()
+
+
+def new_registry_dependency(avf) -> None:
+    toml = (avf.path / "guest/shutdown_runner/Cargo.toml").read_text()
+    avf.commit({"guest/shutdown_runner/Cargo.toml": toml + '\n[dependencies]\nlog = "0.4.22"\n'}, "log")
+    avf.tag("android-16.0.0_r11")
+
+
+MISFIT = ('cannot generate the Cargo.lock of guest/shutdown_runner at android-16.0.0_r11: the kept lock no '
+          'longer fits (guest/shutdown_runner: log = "0.4.22" but the lock has no log as a dependency of '
+          'shutdown_runner 1.0.0) and crates.io cannot be reached to make a new one')
+
+
+def test_misfit_lock_while_offline_says_crates_io_cannot_be_reached(cfg, avf):
+    keep_locks(cfg, render_at(cfg, avf))
+    new_registry_dependency(avf)
+    with pytest.raises(RenderProblem) as err:            # CARGO_NET_OFFLINE=true (the fixture)
+        render_at(cfg, avf)
+    assert str(err.value).startswith(MISFIT + " (cargo: you're using offline mode)"), str(err.value)
+    assert "cargo is needed" not in str(err.value)
+
+
+def test_misfit_lock_when_the_registry_does_not_answer_says_crates_io_cannot_be_reached(cfg, avf, monkeypatch):
+    """Online mode, but every connection is refused (a proxy on a closed port of 127.0.0.1):
+    cargo's own network-failure output is recognised."""
+    keep_locks(cfg, render_at(cfg, avf))
+    new_registry_dependency(avf)
+    monkeypatch.delenv("CARGO_NET_OFFLINE")
+    monkeypatch.setenv("CARGO_HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("CARGO_NET_RETRY", "0")
+    with pytest.raises(RenderProblem) as err:
+        render_at(cfg, avf)
+    assert str(err.value).startswith(MISFIT + " (cargo: "), str(err.value)
+
+
+def test_no_kept_lock_while_offline_names_crates_io(cfg, avf):
+    new_registry_dependency(avf)
+    with pytest.raises(RenderProblem) as err:
+        render_at(cfg, avf)
+    assert ("cannot generate the Cargo.lock of guest/shutdown_runner at android-16.0.0_r11: no lock is kept "
+            "from an earlier sync (avf-guest-agents/shutdown_runner.Cargo.lock) and crates.io cannot be "
+            "reached to make a new one") in str(err.value)

@@ -1,12 +1,16 @@
-"""systemd-avf: the version of an ALARM-shaped core.db served on 127.0.0.1, a synthetic
-systemd git repository (annotated v<pkgver> tags) holding a small find-esp.c of our own,
-the ESP patch generated from the rule and dry-run, and the split package's .SRCINFO."""
+"""systemd-avf: the version of an ALARM-shaped core.db served on 127.0.0.1, an ALARM-shaped
+PKGBUILDs git repository (alarm_fixture: core/systemd over several revisions), a synthetic
+systemd git repository (annotated v<pkgver> tags) holding a small find-esp.c of our own, the
+ESP patch generated from the rule and dry-run, the rules that derive systemd-avf's PKGBUILD from
+ALARM's, and the split package's .SRCINFO."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import shutil
+import subprocess
 import textwrap
 
 import pytest
@@ -17,22 +21,26 @@ from avfrepo.checkout import tree_at
 from avfrepo.demo import write_config
 from avfrepo.formats import srcinfo
 from avfrepo.makepkg import printsrcinfo
+from avfrepo.alarm_pkgbuilds import PkgbuildsRepo
 from avfrepo.packages import PKGREL_TOKEN, PKGVER_TOKEN, Context, RenderProblem, systemd_avf
 from avfrepo.run import run
 
 from ..conftest import require_build_user, require_tools
 from ..sources.conftest import DB_PATH, desc_db, git_repo, http_server, no_proxy_and_recorded_sleeps  # noqa: F401
+from .alarm_fixture import SYSTEMD_LOCAL, SYSTEMD_SPLIT, make_alarm, systemd_pkgbuild
 
 ESP = "src/shared/find-esp.c"
 PATCH = systemd_avf.ESP_PATCH
-SPLIT = ("systemd-avf", "systemd-avf-libs", "systemd-avf-resolvconf", "systemd-avf-sysvcompat", "systemd-avf-ukify")
+SPLIT = ("systemd-avf", "systemd-avf-libs", "systemd-avf-resolvconf", "systemd-avf-sysvcompat", "systemd-avf-tests",
+         "systemd-avf-ukify")
 
 
 def find_esp_c(*, relax: str = "getenv", changed: bool = False) -> str:
     """A small find-esp.c of our own with the shape that matters: two functions that compare a
     partition's type with the ESP type and return an error. relax: "getenv" (reads
-    SYSTEMD_RELAX_ESP_CHECKS), "comment" (only mentions it), "none". changed: the type check
-    moved into helpers (the rule must no longer match)."""
+    SYSTEMD_RELAX_ESP_CHECKS directly), "helper" (the name handed to verify_esp_flags_init(),
+    which calls getenv_bool() on its argument), "comment" (only comments mention it), "none".
+    changed: the type check moved into helpers (the rule must no longer match)."""
     if changed:
         check_blkid = ("        if (!esp_type_ok(v))\n"
                        "                return esp_wrong_type(node, searching);\n")
@@ -50,15 +58,24 @@ def find_esp_c(*, relax: str = "getenv", changed: bool = False) -> str:
                       "                                      major(devid), minor(devid));\n")
     relax_code = {
         "getenv": "        if (getenv_bool(\"SYSTEMD_RELAX_ESP_CHECKS\") > 0)\n                return 0;\n",
-        "comment": "        /* one day: SYSTEMD_RELAX_ESP_CHECKS */\n",
+        "helper": "        r = verify_esp_flags_init(unprivileged, \"SYSTEMD_RELAX_ESP_CHECKS\");\n"
+                  "        if (r > 0)\n                return 0;\n",
+        "comment": "        /* one day: SYSTEMD_RELAX_ESP_CHECKS */\n"
+                   "        // and \"SYSTEMD_RELAX_ESP_CHECKS\" in a line comment \\\n"
+                   "           SYSTEMD_RELAX_ESP_CHECKS continued on the next line\n",
         "none": "",
     }[relax]
+    helper = ("static int verify_esp_flags_init(bool unprivileged, const char *env_name_for_relaxing) {\n"
+              "        /* the variable's name arrives as an argument */\n"
+              "        return getenv_bool(env_name_for_relaxing) > 0;\n"
+              "}\n\n") if relax == "helper" else ""
     return (
         "/* SPDX-License-Identifier: LGPL-2.1-or-later */\n"
         "/* test fixture: how a candidate EFI System Partition is checked */\n"
         "\n"
         "#include \"find-esp.h\"\n"
         "\n"
+        + helper +
         "static int verify_esp_blkid(dev_t devid, bool searching, sd_id128_t *ret_uuid) {\n"
         "        const char *node, *v;\n"
         "        int r;\n"
@@ -149,13 +166,21 @@ def systemd(tmp_path, http_server) -> Systemd:  # noqa: F811 (the imported fixtu
 
 
 @pytest.fixture
-def scfg(tmp_path, systemd, signing_home) -> config_mod.Config:
+def alarm(tmp_path):
+    return make_alarm(tmp_path / "upstream" / "PKGBUILDs")
+
+
+@pytest.fixture
+def scfg(tmp_path, systemd, alarm, signing_home) -> config_mod.Config:
     extra = textwrap.dedent(f"""
         [upstreams.systemd]
         kind = "alpm-db"
         server = "{systemd.srv.base}"
         source_git = "{systemd.repo.url}"
         retries = 0
+
+        [upstreams.alarm-pkgbuilds]
+        url = "{alarm.url}"
         """)
     return config_mod.load(write_config(tmp_path / "avfrepo.toml", (tmp_path / "no-avf").as_uri(), signing_home,
                                         extra=extra))
@@ -170,34 +195,187 @@ def release_and_tree(cfg):
 
 def render_at(cfg):
     rel, tree = release_and_tree(cfg)
-    return systemd_avf.render(Context(cfg, {"systemd": rel}, {"systemd": tree}))
+    head = sources.query(cfg.upstream("alarm-pkgbuilds"))
+    return systemd_avf.render(Context(cfg, {"systemd": rel, "alarm-pkgbuilds": head}, {"systemd": tree}))
 
 
 def array(pkgbuild: str, name: str) -> list[str]:
     return [s.strip("'\"") for s in re.search(rf"^{name}=\((.*?)\)", pkgbuild, re.S | re.M).group(1).split()]
 
 
-# --- the render and the generated patch ------------------------------------------------------
+def alarm_file(alarm, label: str, name: str) -> bytes:
+    return subprocess.run(["git", "-C", alarm.repo.path, "cat-file", "blob", f"{alarm.commits[label]}:core/systemd/{name}"],
+                          check=True, capture_output=True).stdout
 
-def test_render_follows_alarms_pkgver_and_builds_from_the_tag(scfg, systemd):
+
+def derive(text: str) -> str:
+    return systemd_avf.derive(text, arch="aarch64", patch_name=PATCH, patch=b"fixture patch\n",
+                              revision="0" * 40)[0]
+
+
+# --- the render: ALARM's directory at the database's version ------------------------------------
+
+def test_render_is_alarms_core_systemd_at_the_database_version(scfg, systemd, alarm):
     r = render_at(scfg)
-    assert (r.name, r.pkgver, r.upstreams) == ("systemd-avf", "261.2", {"systemd": "261.2-1"})
-    pkgbuild = r.files["PKGBUILD"].decode()
-    assert f"pkgver={PKGVER_TOKEN}" in pkgbuild and f"pkgrel={PKGREL_TOKEN}" in pkgbuild
-    assert "pkgname=(" + " ".join(SPLIT) + ")" in pkgbuild
-    srcs, sums = array(pkgbuild, "source"), array(pkgbuild, "sha256sums")
-    assert srcs[0] == f"systemd::git+{systemd.repo.url}#tag=v${{pkgver}}" and sums[0] == "SKIP"
-    assert "?signed" not in pkgbuild and not re.search(r"^validpgpkeys=", pkgbuild, re.M)
-    assert f"_commit={systemd.commits['v261.2']}\n" in pkgbuild
-    assert srcs[1] == PATCH and f'patch -Np1 -i "$srcdir/{PATCH}"' in pkgbuild
-    for name, digest in zip(srcs[1:], sums[1:]):
-        assert hashlib.sha256(r.files[name]).hexdigest() == digest, name
-    hooks = [n for n in srcs if n.endswith(".hook")]
-    assert len(hooks) == len(systemd_avf.HOOKS) >= 5
-    for h in hooks:
-        assert f'"$pkgdir/usr/share/libalpm/hooks/{h}"' in pkgbuild
-        assert "[Trigger]" in r.files[h].decode() and "Exec = /" in r.files[h].decode()
-    assert "arch-meson systemd build" in pkgbuild and "meson compile -C build" in pkgbuild
+    label = "systemd 261.2-1 hooks"                # the newest revision at 261.2-1, not the first
+    assert (r.name, r.pkgver) == ("systemd-avf", "261.2")
+    assert r.upstreams == {"systemd": "261.2-1", "alarm-pkgbuilds": alarm.commits[label]}
+    local = set(SYSTEMD_LOCAL) | {"systemd.install"}
+    assert set(r.files) == local | {"PKGBUILD", PATCH}      # no .SRCINFO, REUSE.toml, LICENSES/
+    for name in local:
+        assert r.files[name] == alarm_file(alarm, label, name), name
+    assert b"# touched" in r.files["20-systemd-sysusers.hook"]
+    assert r.files["PKGBUILD"].decode() == derive_at(alarm, label, r.files[PATCH])
+    assert r.notes[0].startswith(f"ALARM core/systemd at {alarm.commits[label][:12]} (261.2-1), ")
+
+
+def derive_at(alarm, label: str, patch: bytes) -> str:
+    return systemd_avf.derive(alarm_file(alarm, label, "PKGBUILD").decode(), arch="aarch64", patch_name=PATCH,
+                              patch=patch, revision=alarm.commits[label])[0]
+
+
+def test_the_database_version_picks_the_revision(scfg, systemd, alarm):
+    systemd.serve("261.1-1")
+    systemd.release("v261.1", find_esp_c())
+    r = render_at(scfg)
+    assert r.upstreams["alarm-pkgbuilds"] == alarm.commits["systemd 261.1-1"]
+    # a pkgrel ALARM has not pushed yet: the newest revision at that pkgver
+    systemd.serve("261.2-3")
+    assert render_at(scfg).upstreams["alarm-pkgbuilds"] == alarm.commits["systemd 261.2-1 hooks"]
+    alarm.systemd("261.2", "2", label="261.2-2")
+    alarm.systemd("261.2", "3", label="261.2-3")
+    alarm.systemd("261.2", "4", label="261.2-4")
+    assert render_at(scfg).upstreams["alarm-pkgbuilds"] == alarm.commits["261.2-3"]
+
+
+def test_a_version_alarm_never_pushed_refuses(scfg, systemd, alarm):
+    systemd.release("v262", find_esp_c())
+    systemd.serve("262-1")
+    with pytest.raises(RenderProblem, match=r"no revision of core/systemd at systemd 262 \(core.db has 262-1"):
+        render_at(scfg)
+
+
+def test_only_core_systemds_pkgbuilds_and_used_files_are_fetched(scfg, systemd, alarm):
+    render_at(scfg)
+    head = sources.query(scfg.upstream("alarm-pkgbuilds"))
+    repo = PkgbuildsRepo.open(scfg.upstream("alarm-pkgbuilds"), head.commit, scfg.cache)
+    present = repo.present()
+    git = alarm.repo.repo.git
+    for label, c in alarm.commits.items():
+        paths = ["extra/foo/PKGBUILD"] if label.startswith("other") else []
+        if label.startswith("systemd"):
+            paths += ["core/systemd/.SRCINFO", "core/systemd/REUSE.toml", "core/systemd/LICENSES/MIT-0.txt"]
+        if label.startswith("linux"):
+            paths += ["core/linux-aarch64/config", "core/linux-aarch64/PKGBUILD"]
+        for path in paths:
+            assert git.rev_parse(f"{c}:{path}") not in present, (label, path)
+    assert git.rev_parse(f"{alarm.commits['systemd 260.1-1']}:core/systemd/PKGBUILD") in present
+    # the same head again: nothing fetched, nothing asked
+    again = PkgbuildsRepo.open(scfg.upstream("alarm-pkgbuilds"), head.commit, scfg.cache)
+    again.files(alarm.commits["systemd 261.2-1 hooks"], "core/systemd", only=("systemd.install",))
+    again.revisions("core/systemd")
+    assert again.fetched_blobs == 0
+
+
+# --- the rules ---------------------------------------------------------------------------------
+
+def test_the_rules_change_only_what_they_name():
+    alarm_text = systemd_pkgbuild("261.2")
+    ours = derive(alarm_text)
+    removed = [ln for ln in difflib_lines(alarm_text, ours, "-")]
+    added = [ln for ln in difflib_lines(alarm_text, ours, "+")]
+    assert sorted(removed) == sorted([
+        "pkgbase=systemd", *(f"         '{n}'" for n in SYSTEMD_SPLIT[1:-1]), "pkgname=('systemd'",
+        "         'systemd-ukify')",
+        "pkgver=261.2", "pkgrel=1", "arch=('x86_64')", '_systemd_src_dir="${pkgbase}"',
+        *(f"package_{n}() {{" for n in SYSTEMD_SPLIT),
+        '  depends=("systemd-libs=${pkgver}" \'acl\' \'bash\')',
+        "  replaces=('nss-myhostname' 'udev')", "  replaces=('libsystemd')",
+        *(['  depends=("systemd=${pkgver}")'] * 3), '  depends=("systemd=${pkgver}" \'binutils\')',
+        # the last entries of source=() and sha512sums=() get a line after them
+        f"        '{list(SYSTEMD_LOCAL)[-1]}')", removed_last_sum(alarm_text),
+    ])
+    assert "pkgbase=systemd-avf" in added and f"pkgver={PKGVER_TOKEN}" in added and f"pkgrel={PKGREL_TOKEN}" in added
+    assert "arch=('aarch64')" in added and "_systemd_src_dir='systemd'" in added
+    assert f"        '{PATCH}')" in added
+    assert f"            '{hashlib.sha512(b'fixture patch' + bytes([10])).hexdigest()}')" in added
+    assert f'  patch -Np1 -i "$srcdir/{PATCH}"' in added
+    for new, old in zip(SPLIT, SYSTEMD_SPLIT):
+        assert f"package_{new}() {{" in added
+        assert f'  provides+=("{old}=${{pkgver}}")' in added and f"  conflicts+=('{old}')" in added
+    assert not any(ln.strip().startswith("replaces") for ln in added)
+
+
+def difflib_lines(a: str, b: str, sign: str) -> list[str]:
+    import difflib
+    return [ln[1:] for ln in difflib.unified_diff(a.splitlines(), b.splitlines(), lineterm="", n=0)
+            if ln.startswith(sign) and not ln.startswith(sign * 3)]
+
+
+def removed_last_sum(text: str) -> str:
+    return [ln for ln in text.splitlines() if ln.endswith("')") and ln.strip().startswith("'") and len(ln) > 100][-1]
+
+
+def test_the_esp_patch_is_applied_last_in_prepare_in_the_source_tree():
+    ours = derive(systemd_pkgbuild("261.2"))
+    prepare = ours.split("prepare() {\n", 1)[1].split("\n}\n", 1)[0]
+    lines = [ln.strip() for ln in prepare.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    assert lines[0] == 'cd "${_systemd_src_dir}"'
+    assert lines[-2:] == ["patch -Np1 -i ../0001-Use-Arch-Linux-device-access-groups.patch",
+                          f'patch -Np1 -i "$srcdir/{PATCH}"']
+
+
+def _drop_src_dir(t):
+    return t.replace('_systemd_src_dir="${pkgbase}"\n', "")
+
+
+@pytest.mark.parametrize("rule, mutate", [
+    ("pkgname", lambda t: t.replace("pkgname=('systemd'", "pkgname=('sd'")),
+    ("pkgname", lambda t: t.replace("pkgname=(", "pkgname=$(echo; ")),
+    ("pkgbase", lambda t: t.replace("pkgbase=systemd\n", "pkgbase=systemd-git\n")),
+    ("version", lambda t: t.replace("pkgver=261.2\n", "pkgver=${_tag}\n")),
+    ("arch", lambda t: t.replace("arch=('x86_64')", "arch=('x86_64'\n      'aarch64')")),
+    ("source-dir", _drop_src_dir),
+    ("split-depends", lambda t: t.replace('"systemd=${pkgver}"', "'systemd'").replace(
+        '"systemd-libs=${pkgver}"', "'systemd-libs'")),
+    ("package-functions", lambda t: t.replace("package_systemd-tests() {", "_package_tests() {")),
+    ("esp-source", lambda t: t.replace("sha512sums=('SKIP'\n", "sha512sums=(\n")),
+    ("esp-source", lambda t: t.replace("sha512sums=(", "b2sums=('SKIP')\nsha512sums=(")),
+    ("esp-prepare", lambda t: t.replace('  cd "${_systemd_src_dir}"\n', "")),
+    ("esp-prepare", lambda t: t.replace("prepare() {", "_prepare() {")),
+])
+def test_a_rule_that_no_longer_matches_is_named(rule, mutate):
+    text = mutate(systemd_pkgbuild("261.2"))
+    assert text != systemd_pkgbuild("261.2")
+    with pytest.raises(systemd_avf.RuleMismatch) as err:
+        derive(text)
+    assert err.value.rule == rule
+
+
+def test_other_checksum_algorithms_get_their_own_digest():
+    text = systemd_pkgbuild("261.2").replace("sha512sums=(", "b2sums=(")
+    ours = derive(text)
+    assert f"'{hashlib.blake2b(b'fixture patch' + bytes([10])).hexdigest()}')" in ours
+
+
+def test_a_broken_rule_refuses_the_render_naming_it_and_sync_keeps_the_previous_pkgbuild(scfg, systemd, alarm):
+    from avfrepo.sync import sync
+    require_build_user()
+    cfg = dataclasses.replace(scfg, enabled=("systemd-avf",))
+    first = sync(cfg)
+    assert [p.action for p in first.packages] == ["new"], first.to_json()
+    before = (cfg.pkgbuilds / "systemd-avf" / "PKGBUILD").read_bytes()
+    assert b"pkgbase=systemd-avf" in before and b"pkgver=261.2\n" in before and b"pkgrel=1\n" in before
+    broken = systemd_pkgbuild("261.3").replace('_systemd_src_dir="${pkgbase}"', '_systemd_src_dir="systemd-${pkgver}"')
+    alarm.systemd("261.3", PKGBUILD=broken)
+    systemd.release("v261.3", find_esp_c(), other="261.3")
+    systemd.serve("261.3-1")
+    second = sync(cfg)
+    (pkg,) = second.packages
+    assert pkg.action == "refused"
+    assert "systemd-avf rule source-dir no longer matches ALARM's core/systemd/PKGBUILD" in pkg.problems[0]
+    assert "(261.3-1)" in pkg.problems[0] and "the previous PKGBUILD stays" in pkg.problems[0]
+    assert (cfg.pkgbuilds / "systemd-avf" / "PKGBUILD").read_bytes() == before
 
 
 def test_the_esp_patch_turns_exactly_the_two_type_checks_into_logs(scfg, systemd, tmp_path):
@@ -223,34 +401,35 @@ def test_the_esp_patch_turns_exactly_the_two_type_checks_into_logs(scfg, systemd
     assert text.count("log_full_errno") == 0 and text.count("return log_error_errno") == 6
 
 
-def test_an_unchanged_check_gives_the_same_patch_on_the_next_version(scfg, systemd):
+def test_an_unchanged_check_gives_the_same_patch_on_the_next_version(scfg, systemd, alarm):
     a = render_at(scfg)
     systemd.release("v261.3", find_esp_c(), other="unrelated change")
+    alarm.systemd("261.3")
     systemd.serve("261.3-1")
     b = render_at(scfg)
     assert a.files[PATCH] == b.files[PATCH]
-    assert a.inputs_hash() != b.inputs_hash()                          # the pinned commit moved
+    assert a.inputs_hash() != b.inputs_hash()                          # ALARM's file changed
 
 
-def test_pkgver_follows_the_database(scfg, systemd):
-    assert render_at(scfg).pkgver == "261.2"
-    systemd.release("v261.3", find_esp_c(), other="261.3")
-    systemd.serve("261.3-1")
-    r = render_at(scfg)
-    assert (r.pkgver, r.upstreams) == ("261.3", {"systemd": "261.3-1"})
-    assert f"_commit={systemd.commits['v261.3']}\n" in r.files["PKGBUILD"].decode()
-
-
-def test_a_pkgrel_only_change_of_alarm_changes_no_input(scfg, systemd):
+def test_a_pkgrel_only_change_of_the_database_changes_no_input(scfg, systemd, alarm):
     a = render_at(scfg)
-    systemd.serve("261.2-2")
+    systemd.serve("261.2-2")                 # ALARM's PKGBUILDs have no 261.2-2: same revision
     b = render_at(scfg)
-    assert b.upstreams == {"systemd": "261.2-2"} and b.pkgver == "261.2"
+    assert b.upstreams["systemd"] == "261.2-2" and b.pkgver == "261.2"
     assert a.inputs_hash() == b.inputs_hash()
 
 
-def test_changed_upstream_code_refuses_naming_patch_file_and_version(scfg, systemd):
+def test_new_alarm_work_elsewhere_changes_no_input(scfg, systemd, alarm):
+    a = render_at(scfg)
+    alarm.other("extra/foo to 2.0-1")
+    alarm.linux("6.18.2")
+    b = render_at(scfg)
+    assert a.inputs_hash() == b.inputs_hash() and a.upstreams == b.upstreams
+
+
+def test_changed_upstream_code_refuses_naming_patch_file_and_version(scfg, systemd, alarm):
     systemd.release("v262", find_esp_c(changed=True))
+    alarm.systemd("262")
     systemd.serve("262-1")
     with pytest.raises(RenderProblem) as err:
         render_at(scfg)
@@ -323,27 +502,54 @@ def test_unified_diff_marks_a_last_line_without_newline(tmp_path):
 
 # --- SYSTEMD_RELAX_ESP_CHECKS ------------------------------------------------------------------
 
-def test_relax_env_support_is_read_from_the_checkout_and_reported(scfg, systemd):
+@pytest.mark.parametrize("shape, honoured", [
+    ("getenv", True),           # getenv_bool("SYSTEMD_RELAX_ESP_CHECKS") in verify_esp()
+    ("helper", True),           # verify_esp_flags_init(..., "SYSTEMD_RELAX_ESP_CHECKS") -> getenv_bool(arg)
+    ("comment", False),         # only /* */ and // comments (one continued by a backslash) name it
+    ("none", False),
+])
+def test_relax_detection_reads_the_code_as_the_compiler_does(shape, honoured):
+    assert systemd_avf.relax_env_in(find_esp_c(relax=shape)) is honoured
+
+
+def test_comment_stripping_keeps_strings_and_characters():
+    text = 'a = "/* not a comment */"; b = \'"\'; /* gone */ c = "x\\"y"; // gone\nd = 1;'
+    assert systemd_avf.strip_c_comments(text) == 'a = "/* not a comment */"; b = \'"\';   c = "x\\"y";  \nd = 1;'
+
+
+def test_relax_env_support_is_read_from_the_checkout_and_reported(scfg, systemd, alarm):
     r = render_at(scfg)
     _, tree = release_and_tree(scfg)
     assert systemd_avf.relax_env_supported(tree) is True
-    assert r.notes == ("systemd 261.2 honours SYSTEMD_RELAX_ESP_CHECKS (src/shared/find-esp.c): setting "
-                       "SYSTEMD_RELAX_ESP_CHECKS=1 in the guest may make systemd-avf unnecessary; check it on a "
-                       "device before dropping the package",)
-    systemd.serve("260.1-1")                     # only a comment mentions the variable there
+    assert r.notes[1] == ("systemd 261.2 honours SYSTEMD_RELAX_ESP_CHECKS (src/shared/find-esp.c): a configuration "
+                          "can leave systemd-avf out of [packages] enable and have the image set "
+                          "SYSTEMD_RELAX_ESP_CHECKS=1 where bootctl and systemd-boot-update run "
+                          "(systemd_avf.relax_dropins()); check it on a device first")
+    systemd.serve("260.1-1")                     # only comments mention the variable there
     old = render_at(scfg)
     _, tree = release_and_tree(scfg)
     assert systemd_avf.relax_env_supported(tree) is False
-    assert old.notes == ("systemd 260.1 does not read SYSTEMD_RELAX_ESP_CHECKS in src/shared/find-esp.c: "
-                         "the ESP patch is needed",)
+    assert old.notes[1] == ("systemd 260.1 does not read SYSTEMD_RELAX_ESP_CHECKS in src/shared/find-esp.c: "
+                            "the ESP patch is needed")
     assert old.files[PATCH] == r.files[PATCH]     # the relax code is not part of the patch context
-    (tree / ESP).write_text(find_esp_c().replace("getenv_bool(", "secure_getenv_bool("))
+    (tree / ESP).write_text(find_esp_c(relax="helper"))
     assert systemd_avf.relax_env_supported(tree) is True
     (tree / ESP).unlink()
     assert systemd_avf.relax_env_supported(tree) is False
 
 
-def test_without_source_git_there_is_nothing_to_build(tmp_path, systemd, signing_home):
+def test_relax_dropins_set_the_variable_for_the_manager_sessions_and_shells():
+    files = {k: v.decode() for k, v in systemd_avf.relax_dropins().items()}
+    manager = files["usr/lib/systemd/system.conf.d/50-avf-relax-esp-checks.conf"]
+    assert "[Manager]\nDefaultEnvironment=SYSTEMD_RELAX_ESP_CHECKS=1\n" in manager
+    assert "\nSYSTEMD_RELAX_ESP_CHECKS=1\n" in files["usr/lib/environment.d/50-avf-relax-esp-checks.conf"]
+    assert "\nexport SYSTEMD_RELAX_ESP_CHECKS=1\n" in files["etc/profile.d/avf-relax-esp-checks.sh"]
+    res = run(["sh", "-c", f". /dev/stdin; echo $SYSTEMD_RELAX_ESP_CHECKS"],
+              input=files["etc/profile.d/avf-relax-esp-checks.sh"])
+    assert res.stdout.strip() == "1"
+
+
+def test_without_source_git_there_is_nothing_to_build(tmp_path, systemd, alarm, signing_home):
     extra = f'\n[upstreams.systemd]\nkind = "alpm-db"\nserver = "{systemd.srv.base}"\nretries = 0\n'
     cfg = config_mod.load(write_config(tmp_path / "plain.toml", (tmp_path / "x").as_uri(), signing_home, extra=extra))
     rel = sources.query(cfg.upstream("systemd"))
@@ -359,15 +565,19 @@ def test_srcinfo_split_names_provides_conflicts_and_exact_versions(scfg, systemd
     info = srcinfo.parse(printsrcinfo(scfg, r.finalize(r.pkgver, 1)))
     assert info.pkgbase == "systemd-avf" and info.pkgnames == SPLIT
     assert info.pkgver == "261.2" == sources.query(scfg.upstream("systemd")).pkgver
-    assert info.base["source"][0] == f"systemd::git+{systemd.repo.url}#tag=v261.2"
-    for name, core in systemd_avf.SPLIT.items():
-        provides = info.get("provides", name)
-        assert f"{core}=261.2" in provides, name
+    assert info.base["arch"] == ["aarch64"]
+    assert info.base["source"][0] == "git+https://example.invalid/systemd/systemd#tag=v261.2?signed"
+    assert info.base["source"][-1] == PATCH
+    assert info.base["sha512sums"][-1] == hashlib.sha512(r.files[PATCH]).hexdigest()
+    assert len(info.base["source"]) == len(info.base["sha512sums"])
+    for name, core in zip(SPLIT, SYSTEMD_SPLIT):
+        assert f"{core}=261.2" in info.get("provides", name), name
         assert core in info.get("conflicts", name), name
         assert info.get("replaces", name) == [], name
+    assert {"nss-myhostname", "udev=261.2"} <= set(info.get("provides", "systemd-avf"))   # ALARM's kept
     assert "systemd-avf-libs=261.2" in info.get("depends", "systemd-avf")
     for name in SPLIT[2:]:
         assert "systemd-avf=261.2" in info.get("depends", name), name
     assert not any(d.startswith("systemd=") or d == "systemd" for n in SPLIT for d in info.get("depends", n))
     assert {"libsystemd.so", "libudev.so"} <= set(info.get("provides", "systemd-avf-libs"))
-    assert "resolvconf" in info.get("provides", "systemd-avf-resolvconf")
+    assert info.get("install", "systemd-avf") == ["systemd.install"]

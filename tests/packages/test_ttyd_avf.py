@@ -39,7 +39,7 @@ def test_ttyd_is_pinned_to_the_release_commit_with_the_a11y_patch(tmp_path, avf,
     assert [(p.name, p.action, p.new) for p in report.packages] == [("ttyd-avf", "new", "1.7.7-1")]
     pkgbuild = (cfg.pkgbuilds / "ttyd-avf/PKGBUILD").read_text()
     commit = ttyd.repo.commit("1.7.7").hexsha
-    assert f'"ttyd::git+{ttyd.url}#commit={commit}"' in pkgbuild
+    assert f"\n  'ttyd::git+{ttyd.url}#commit={commit}'\n" in pkgbuild
     patch = (cfg.pkgbuilds / "ttyd-avf/xtermjs_a11y.patch").read_bytes()
     assert patch == (avf.path / "build/debian/ttyd/xtermjs_a11y.patch").read_bytes()
     info = srcinfo.parse((cfg.pkgbuilds / "ttyd-avf/.SRCINFO").read_text())

@@ -189,3 +189,38 @@ def test_git_method_without_any_tag_of_the_series_is_an_error(stable_git):
     with pytest.raises(UpstreamError, match=r"no tag matches .*6\\\.3") as err:
         query(git_upstream(repo, "6.3"))
     assert err.value.url == repo.url
+
+
+# --- a maintainer's pins -------------------------------------------------------------------------
+
+def test_a_maximum_holds_the_series_below_a_release_the_patches_fail_on(http_server):
+    srv = http_server({FEED: feed(release("longterm", "6.1.192"))})
+    rel = query(upstream(srv, max_version="6.1.187"))
+    assert (rel.version, rel.pkgver, rel.url) == ("6.1.187", "6.1.187", tarball_url("6.1.187"))
+    assert rel.note == ("held at 6.1.187 by [upstreams.kernel] max_version (newest is 6.1.192); "
+                        "remove it once the patches apply again")
+    assert rel.to_json()["note"] == rel.note
+    # at or below the maximum, the newest release is used and nothing is said
+    srv.routes[FEED] = feed(release("longterm", "6.1.186"))
+    rel = query(upstream(srv, max_version="6.1.187"))
+    assert (rel.version, rel.note) == ("6.1.186", None) and "note" not in rel.to_json()
+
+
+def test_a_pin_is_exactly_that_release(http_server):
+    srv = http_server({FEED: feed(release("longterm", "6.1.192"))})
+    rel = query(upstream(srv, pin="6.1.135"))
+    assert (rel.version, rel.url) == ("6.1.135", tarball_url("6.1.135")) and "pin" in rel.note
+    with pytest.raises(UpstreamError, match="pin 6.1.193 is newer than the newest release 6.1.192"):
+        query(upstream(srv, pin="6.1.193"))
+
+
+def test_git_method_maximum_is_the_newest_tag_not_above_it(stable_git):
+    repo, commits = stable_git
+    up = KernelOrgUpstream("kernel", series="6.1", method="git-tags", url=repo.url, net=FAST, max_version="6.1.10")
+    rel = query(up)
+    assert (rel.version, rel.commit) == ("6.1.10", commits["v6.1.10"]) and "newest is 6.1.11" in rel.note
+    up = KernelOrgUpstream("kernel", series="6.1", method="git-tags", url=repo.url, net=FAST, max_version="6.1.5")
+    assert query(up).version == "6.1.1"
+    up = KernelOrgUpstream("kernel", series="6.1", method="git-tags", url=repo.url, net=FAST, pin="6.1.5")
+    with pytest.raises(UpstreamError, match="pin 6.1.5: no tag v6.1.5"):
+        query(up)

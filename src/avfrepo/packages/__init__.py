@@ -10,6 +10,8 @@ bump rules (sync.py) decide the version afterwards.
 from __future__ import annotations
 
 import hashlib
+import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -28,6 +30,66 @@ class RenderProblem(Exception):
     """The package cannot be rendered from these inputs; sync refuses its bump."""
 
 
+class UnsafeValue(RenderProblem):
+    """A value (most come from upstream) cannot be placed in a generated file safely."""
+
+
+# -- the one way a value reaches a generated file ------------------------------------------
+#
+# Every {{ expression }} of a package template must pass one of the filters below; the
+# environment's finalize() refuses anything else, so a template cannot paste an upstream
+# name, path or message into a PKGBUILD as shell by forgetting to quote it.
+
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+PKGVER = re.compile(r"[A-Za-z0-9._+]+")          # Arch: no '-', ':', '/' or whitespace
+
+
+class Checked(str):
+    """Text a filter has validated and, for shell, quoted: safe where the filter said."""
+
+
+def plain_name(value: object, what: str = "name") -> str:
+    """`value` if it is a plain [A-Za-z0-9_.+-] name (not starting with '-'); else UnsafeValue."""
+    text = str(value)
+    if not PLAIN_NAME.fullmatch(text) or text.startswith("-"):
+        raise UnsafeValue(f"{what} {text!r} is not a plain [A-Za-z0-9_.+-] name: refused")
+    return text
+
+
+def _word(value: object) -> Checked:
+    """A plain name, pasted as is (unit names, function names, array words, comments)."""
+    return Checked(plain_name(value))
+
+
+def _words(values) -> Checked:
+    return Checked(" ".join(_word(v) for v in values))
+
+
+def _line(value: object) -> Checked:
+    """One line of a non-shell file (a unit, a preset, a pacman hook): no control characters."""
+    text = str(value)
+    if _CONTROL.search(text):
+        raise UnsafeValue(f"value {text!r} holds control characters: refused")
+    return Checked(text)
+
+
+def _sh(value: object) -> Checked:
+    """One shell word: the value single-quoted for bash (no control characters at all)."""
+    text = _line(value)
+    return Checked(shlex.quote(text) if text else "''")
+
+
+def _shwords(values) -> Checked:
+    return Checked(" ".join(_sh(v) for v in values))
+
+
+def _finalize(value: object) -> object:
+    if isinstance(value, (Checked, int)) and not isinstance(value, bool):
+        return value
+    raise UnsafeValue(f"template value {value!r} did not pass a quoting filter (sh, shwords, word, words, line)")
+
+
 @dataclass(frozen=True)
 class Context:
     config: Config
@@ -36,6 +98,9 @@ class Context:
     key: Key | None = None
     public_key: bytes | None = None     # binary export of the signing key
     enabled: tuple[str, ...] = ()       # packages an image installs, of every enabled module
+    # package module -> its package names, for every module with a rendered PKGBUILD in
+    # pkgbuilds/ (written before, or by this sync): what another package may depend on
+    available: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -53,6 +118,8 @@ class Rendered:
         return h.hexdigest()
 
     def finalize(self, pkgver: str, pkgrel: int) -> dict[str, bytes]:
+        if not PKGVER.fullmatch(pkgver) or not isinstance(pkgrel, int) or pkgrel < 1:
+            raise UnsafeValue(f"{self.name}: version {pkgver!r}-{pkgrel!r} is not an Arch pkgver-pkgrel")
         return {rel: data.replace(PKGVER_TOKEN.encode(), pkgver.encode())
                 .replace(PKGREL_TOKEN.encode(), str(pkgrel).encode())
                 for rel, data in self.files.items()}
@@ -73,11 +140,17 @@ _env = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     autoescape=False,
+    finalize=_finalize,
 )
+_env.filters.update(sh=_sh, shwords=_shwords, word=_word, words=_words, line=_line)
 
 
 def template(path: str, **values: object) -> bytes:
-    return _env.get_template(path).render(pkgver=PKGVER_TOKEN, pkgrel=PKGREL_TOKEN, **values).encode()
+    try:
+        return _env.get_template(path).render(pkgver=Checked(PKGVER_TOKEN), pkgrel=Checked(PKGREL_TOKEN),
+                                              **values).encode()
+    except UnsafeValue as exc:
+        raise UnsafeValue(f"{path}: {exc}") from None
 
 
 def sha256(data: bytes) -> str:
@@ -86,9 +159,15 @@ def sha256(data: bytes) -> str:
 
 def registry() -> dict[str, ModuleType]:
     from . import avf_base, avf_config, avf_keyring, guest_agents, linux_avf, systemd_avf, ttyd_avf
-    return {m.NAME: m for m in (avf_config, avf_keyring, guest_agents, ttyd_avf, linux_avf, systemd_avf, avf_base)}
+    # the packages others depend on come first (linux-avf before the agents that need its
+    # headers; avf-base, which depends on everything, last)
+    return {m.NAME: m for m in (avf_config, avf_keyring, linux_avf, systemd_avf, ttyd_avf, guest_agents, avf_base)}
 
 
-def image_packages(module: ModuleType) -> tuple[str, ...]:
-    """The package names of a module an image installs (IMAGE_PACKAGES, default its NAME)."""
-    return tuple(getattr(module, "IMAGE_PACKAGES", (module.NAME,)))
+def image_packages(module: ModuleType, pkgnames: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The package names of a module an image installs: IMAGE_PACKAGES (default its NAME;
+    "*" for every package of its PKGBUILD), limited to `pkgnames` (its rendered PKGBUILD's)."""
+    wanted = getattr(module, "IMAGE_PACKAGES", (module.NAME,))
+    if wanted == "*":
+        return tuple(pkgnames or ())
+    return tuple(n for n in wanted if pkgnames is None or n in pkgnames)

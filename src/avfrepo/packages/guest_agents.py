@@ -1,59 +1,85 @@
-"""avf-guest-agents: the four AVF guest agents, built from AVF's source at the tracked tag.
+"""avf-guest-agents: AVF's Terminal guest agents, built from AVF's source at the tracked tag.
 
-One split pkgbase (`avf-guest-agents`) builds `forwarder-guest`, `forwarder-guest-launcher`,
-`shutdown-runner` and `storage-balloon-agent`: makepkg clones the large AVF repository once
-and builds the four crates from that one checkout (one pkgver, one source, one build).
+What an agent is (facts file §7): `guest/` at the Android 16 base holds 20 directories, most
+of them Microdroid parts built by Soong. A Terminal guest agent is a `guest/<dir>` with a
+`debian/service` unit; everything else in guest/ is ignored. An agent may run a companion
+crate of guest/ (forwarder_guest_launcher runs `forwarder_guest`, which has no unit): the
+companions are found in the agents' sources (`Command::new("<crate>")`) and packaged too,
+with the agent depending on them.
 
-Upstream has no Cargo.lock and no workspace (facts file §1), so sync generates one lock per
-crate with `cargo generate-lockfile` on a scratch copy of the checkout; the PKGBUILD builds
-`--locked` against it. The Arch-specific changes are this project's own patches, generated
-here from PATCH_RULES (old text -> new text in one crate), never copied: each is dry-run
-against the exact checkout before it is offered to makepkg.
+One split pkgbase (`avf-guest-agents`), one package per crate (named after it, `_` -> `-`):
+makepkg clones the large AVF repository once and builds every crate from that checkout.
+Each agent package ships its own unit and a preset enabling it (units live with the binary
+they run); avf-config keeps the system pieces.
 
-Refused (RenderProblem, so sync keeps the previous PKGBUILD): a service added, removed or
-no longer a Cargo crate upstream (Android 17 replaces the four with guest/linux_vm_manager,
-Android.bp only), a patch rule whose old text is gone, a patch that does not apply, a lock
-that cargo cannot generate.
+What sync fetches is computed, not listed: the crate directories, then the libraries their
+Cargo.toml path dependencies name (recursively) and the proto directories their build.rs
+names. The agent-set check reads only the tree listing (tree objects, no blobs).
+
+Upstream has no Cargo.lock and no workspace (facts file §1), so sync keeps one lock per
+crate next to the PKGBUILD; the PKGBUILD builds `--locked` against it. The Arch-specific
+changes are this project's own patches, generated here from PATCH_RULES (old text -> new
+text in one crate), never copied: each is dry-run against the exact checkout.
+
+Refused (RenderProblem, so sync keeps the previous PKGBUILD): the agent set changed (an agent
+added, removed, or no longer a Cargo crate: Android 17 replaces the agents with
+guest/linux_vm_manager, Android.bp only), a crate or unit name that is not a plain name, a
+path dependency leaving the repository, a patch rule whose old text is gone, a patch that
+does not apply, a lock that cannot be kept or made.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
+import posixpath
+import re
 import shutil
 import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import git
+
+from ..checkout import Snapshot, check_path, listing
 from ..config import AVF_URL
 from ..errors import ToolError
+from ..formats import cargo as cargo_format
 from ..run import run
-from . import Context, RenderProblem, Rendered, SourceFile, sha256, template
+from . import Context, RenderProblem, Rendered, SourceFile, UnsafeValue, plain_name, sha256, template
 
 NAME = "avf-guest-agents"
 UPSTREAMS = ("avf",)
-TREES = {"avf": ("guest", "libs")}   # the crates, their path deps (libs/libforwarder) and protos
+UNIT = "debian/service"
 
-# guest/<service> -> pkgdesc of its package (named after the service, `_` -> `-`)
+# The crates this version of avfrepo packages: guest/<crate> -> pkgdesc. Any other agent set
+# upstream is refused until a maintainer reviews it here.
 SERVICES = {
     "forwarder_guest": "AVF Terminal guest agent: forwards TCP connections between the Android host and the guest",
     "forwarder_guest_launcher": "AVF Terminal guest agent: reports guest TCP listeners to the host and starts forwarding",
     "shutdown_runner": "AVF Terminal guest agent: powers the guest off when the Android host asks",
     "storage_balloon_agent": "AVF Terminal guest agent: reports the guest's free disk space to the Android host",
 }
-# runtime dependencies besides what every Rust binary needs (gcc-libs, glibc)
+# Every Rust binary links libgcc_s and glibc; ALARM's gcc-libs is a meta package (gcc 16,
+# libgfortran, ...), so depend on what is linked (facts file §7).
+RUST_DEPENDS = ("libgcc", "glibc")
+# runtime dependencies besides the companions found in the sources
 EXTRA_DEPENDS = {
-    "forwarder_guest_launcher": ("bcc-tools", "python"),   # runs `python3 -u .../tcpstates`
+    # runs `python3 -u /usr/share/bcc/tools/tcpstates`: bcc compiles its probe against the
+    # running kernel's headers
+    "forwarder_guest_launcher": ("bcc-tools", "python", "@KERNEL_HEADERS@"),
 }
-CRATE_PATHS = TREES["avf"]          # what cargo sees of the checkout
+KERNEL_HEADERS = {"linux-avf": "linux-avf-headers"}     # [avf]'s kernel -> its headers package
+DEFAULT_KERNEL_HEADERS = "linux-aarch64-headers"         # ALARM's kernel, when [avf] has none
+IMAGE_PACKAGES = "*"                                     # an image installs every split package
+
+_SPAWN = re.compile(r'Command::new\(\s*"([^"\\]+)"\s*\)')
+_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
 def pkgname(service: str) -> str:
     return service.replace("_", "-")
-
-
-# a split package: what an image installs are its four packages, not the pkgbase
-IMAGE_PACKAGES = tuple(pkgname(s) for s in SERVICES)
 
 
 @dataclass(frozen=True)
@@ -78,39 +104,166 @@ PATCH_RULES = (
 )
 
 
-# -- the service set ------------------------------------------------------------------------
+# -- the agent set, from the tree listing ----------------------------------------------------
 
-def check_services(tree: Path, version: str) -> None:
-    """The guest/<svc>/ directories must be exactly SERVICES, each a Cargo crate."""
-    guest = tree / "guest"
-    found = sorted(p.name for p in guest.iterdir()
-                   if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")) if guest.is_dir() else []
+@dataclass(frozen=True)
+class Agents:
+    agents: tuple[str, ...]                  # guest/<dir> with a debian/service
+    companions: dict[str, tuple[str, ...]]   # agent -> crates of guest/ it runs
+
+    @property
+    def crates(self) -> tuple[str, ...]:
+        return tuple(sorted({*self.agents, *(c for cs in self.companions.values() for c in cs)}))
+
+
+def guest_dirs(listing: list[str]) -> dict[str, set[str]]:
+    """guest/<dir> -> the paths of its files relative to the dir, from a tree listing."""
+    dirs: dict[str, set[str]] = {}
+    for path in listing:
+        parts = path.split("/", 2)
+        if len(parts) == 3 and parts[0] == "guest":
+            dirs.setdefault(parts[1], set()).add(parts[2])
+    return dirs
+
+
+def find_agents(listing: list[str], version: str) -> list[str]:
+    """The guest/<dir> that have a debian/service; a non-plain name among them is refused."""
+    agents = []
+    for d, files in sorted(guest_dirs(listing).items()):
+        if UNIT in files:
+            try:
+                agents.append(plain_name(d, f"guest directory with a {UNIT}"))
+            except UnsafeValue as exc:
+                raise RenderProblem(f"at {version}: {exc}") from None
+    return agents
+
+
+def spawned_crates(tree: Path, agent: str, crates: set[str]) -> tuple[str, ...]:
+    """Crates of guest/ (with a Cargo.toml) that the agent's sources start by name."""
+    found = set()
+    for f in sorted((tree / "guest" / agent).rglob("*.rs")):
+        if f.is_file() and not f.is_symlink():
+            found |= {m for m in _SPAWN.findall(f.read_text(errors="replace")) if m in crates and m != agent}
+    return tuple(sorted(found))
+
+
+def check_agent_set(listing: list[str], tree: Path, version: str) -> Agents:
+    """The agents and their companions must be exactly SERVICES, each a Cargo crate."""
+    dirs = guest_dirs(listing)
+    agents = find_agents(listing, version)
+    crates = {d for d, files in dirs.items() if "Cargo.toml" in files}
+    companions = {a: spawned_crates(tree, a, crates) for a in agents if a in crates}
+    found = Agents(tuple(agents), {a: c for a, c in companions.items() if c})
+    present = set(found.crates)
     known = set(SERVICES)
-    removed = sorted(known - set(found))
-    added = [s for s in found if s not in known]
-    unbuildable = [s for s in found if s in known and not (guest / s / "Cargo.toml").is_file()]
+    removed = sorted(known - present)
+    added = sorted(present - known)
+    unbuildable = sorted(a for a in present if a not in crates)
     if not (removed or added or unbuildable):
-        return
+        return found
     parts = []
     if removed:
         parts.append("removed " + ", ".join(removed))
     if added:
-        parts.append("added " + ", ".join(
-            s if (guest / s / "Cargo.toml").is_file() else f"{s} (no Cargo.toml: not buildable with cargo)"
-            for s in added))
-    if unbuildable:
-        parts.append("no Cargo.toml any more (not buildable with cargo): " + ", ".join(unbuildable))
-    raise RenderProblem(f"guest services changed at {version}: " + "; ".join(parts) +
+        parts.append("added " + ", ".join(a if a in crates else f"{a} (no Cargo.toml: not buildable with cargo)"
+                                          for a in added))
+    if unbuildable and set(unbuildable) - set(added):
+        parts.append("no Cargo.toml any more (not buildable with cargo): "
+                     + ", ".join(a for a in unbuildable if a not in added))
+    raise RenderProblem(f"guest agents changed at {version}: " + "; ".join(parts) +
                         f"; adapt {__name__} (SERVICES) before packaging this version")
+
+
+# -- what the crates read: computed from their manifests and build scripts -------------------
+
+def _manifest(tree: Path, crate_dir: str, version: str) -> dict:
+    path = tree / crate_dir / "Cargo.toml"
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise RenderProblem(f"{crate_dir}/Cargo.toml at {version} cannot be read: {exc}") from None
+
+
+def _dependency_tables(manifest: dict):
+    for key in ("dependencies", "build-dependencies", "dev-dependencies"):
+        if isinstance(manifest.get(key), dict):
+            yield manifest[key]
+    targets = manifest.get("target")
+    if isinstance(targets, dict):
+        for t in targets.values():
+            if isinstance(t, dict):
+                yield from _dependency_tables(t)
+
+
+def _inside(crate_dir: str, relative: str, what: str, version: str) -> str:
+    """crate_dir + relative, normalised; refused when it leaves the repository or is not plain."""
+    joined = posixpath.normpath(posixpath.join(crate_dir, relative))
+    try:
+        if relative.startswith("/") or joined.startswith("../") or joined == "..":
+            raise ValueError
+        return check_path(joined)
+    except ValueError:
+        raise RenderProblem(f"{crate_dir}: {what} {relative!r} at {version} is not a plain path "
+                            "inside the repository: refused") from None
+
+
+def path_dependencies(tree: Path, crate_dir: str, version: str) -> list[str]:
+    """The directories of the crate's Cargo.toml path dependencies, repository-relative."""
+    deps = []
+    for table in _dependency_tables(_manifest(tree, crate_dir, version)):
+        for name, spec in table.items():
+            if isinstance(spec, dict) and isinstance(spec.get("path"), str):
+                deps.append(_inside(crate_dir, spec["path"], f"path dependency {name}", version))
+    return sorted(set(deps))
+
+
+def proto_dirs(tree: Path, crate_dir: str, version: str) -> list[str]:
+    """Directories of the .proto files named in the crate's build.rs (tonic_build compiles them)."""
+    build_rs = tree / crate_dir / "build.rs"
+    if not build_rs.is_file() or build_rs.is_symlink():
+        return []
+    found = set()
+    for literal in _STRING.findall(build_rs.read_text(errors="replace")):
+        if literal.endswith(".proto"):
+            found.add(posixpath.dirname(_inside(crate_dir, literal, "proto file", version)))
+    return sorted(found)
+
+
+def agent_paths(snap: Snapshot) -> list[str]:
+    """What avf-guest-agents reads of AVF at the snapshot: fetched step by step, exactly.
+
+    1. the tree listing of guest/ (no blobs) says which dirs are agents;
+    2. the crates (agents, then the companions their sources run);
+    3. their path dependencies (recursively) and proto directories.
+    """
+    listing = snap.listing("guest")
+    agents = find_agents(listing, snap.tag)
+    tree = snap.want([f"guest/{a}" for a in agents])
+    found = check_agent_set(listing, tree, snap.tag)
+    crate_dirs = [f"guest/{c}" for c in found.crates]
+    snap.want(crate_dirs)
+    todo, seen = list(crate_dirs), set(crate_dirs)
+    while todo:
+        crate = todo.pop()
+        more = proto_dirs(tree, crate, snap.tag)
+        deps = path_dependencies(tree, crate, snap.tag)
+        snap.want(more + deps)
+        for dep in deps:
+            if dep not in seen:
+                if not (tree / dep / "Cargo.toml").is_file():
+                    raise RenderProblem(f"{crate}: path dependency {dep} at {snap.tag} has no Cargo.toml")
+                seen.add(dep)
+                todo.append(dep)
+        seen.update(more)
+    return sorted(seen)
+
+
+TREES = {"avf": agent_paths}
 
 
 def binary_name(tree: Path, service: str, version: str) -> str:
     """The name cargo gives the service's binary (its [[bin]] or its package name)."""
-    manifest = tree / "guest" / service / "Cargo.toml"
-    try:
-        data = tomllib.loads(manifest.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise RenderProblem(f"guest/{service}/Cargo.toml at {version} cannot be read: {exc}") from None
+    data = _manifest(tree, f"guest/{service}", version)
     bins = [b.get("name") for b in data.get("bin", []) if isinstance(b, dict)]
     if service in bins:
         return service
@@ -123,6 +276,31 @@ def binary_name(tree: Path, service: str, version: str) -> str:
     return name
 
 
+# -- units: shipped by the agent package that runs them --------------------------------------
+
+_BIN = re.compile(r"(?<![\w/.-])(?:/usr)?/s?bin/(?=[\w.+-])")
+_RENAMED_UNITS = {"virtiofs_internal.service": "mnt-internal.mount"}   # avf-config's mount unit
+
+
+def adapt_unit(text: str) -> tuple[str, list[str]]:
+    """A Debian image unit -> the Arch unit, and the list of changes made.
+
+    - Arch has merged /bin, /sbin and /usr/sbin into /usr/bin.
+    - The Debian image mounts /mnt/internal by a service; avf-config uses a mount unit.
+    """
+    changes: list[str] = []
+    new = _BIN.sub("/usr/bin/", text)
+    if new != text:
+        changes.append("binaries moved to /usr/bin")
+    for old, repl in _RENAMED_UNITS.items():
+        if old in new:
+            new = new.replace(old, repl)
+            changes.append(f"{old} -> {repl}")
+    if not new.endswith("\n"):
+        new += "\n"
+    return new, changes
+
+
 # -- Cargo.lock per crate -------------------------------------------------------------------
 
 def lock_name(service: str) -> str:
@@ -130,55 +308,81 @@ def lock_name(service: str) -> str:
     return f"{service}.Cargo.lock"
 
 
-def generate_locks(ctx: Context, tree: Path, version: str) -> dict[str, bytes]:
-    """service -> the Cargo.lock cargo generates for guest/<service> at this checkout.
+def generate_locks(ctx: Context, tree: Path, version: str, crates=tuple(SERVICES)) -> dict[str, bytes]:
+    """crate -> the Cargo.lock guest/<crate> is built with at this checkout.
 
-    cargo runs on a scratch copy (never in the cached checkout) with each crate's
-    .cargo/config.toml removed, as the PKGBUILD's prepare() does. CARGO_NET_OFFLINE is taken
-    from the environment: registry dependencies are resolved online in production.
+    The lock kept from the last sync is reused, without running cargo, while it still fits
+    the crate (formats.cargo.lock_fits, offline). Otherwise cargo generates one on a scratch
+    copy (never in the cached checkout) with each crate's .cargo/config.toml removed, as the
+    PKGBUILD's prepare() does; that needs crates.io for registry dependencies. When crates.io
+    cannot be reached (cargo's network failure, or CARGO_NET_OFFLINE=true) the refusal says
+    why the kept lock no longer fits and that crates.io is out of reach.
     """
     env = {"CARGO_HOME": str(ctx.config.cache / "cargo-home")}
     locks: dict[str, bytes] = {}
+    misfit: dict[str, list[str]] = {}
+    for service in crates:           # read-only on the checkout: no copy while every kept lock fits
+        kept, misfits = _previous_lock_still_fits(ctx, tree / "guest" / service, service, tree)
+        if kept is not None:
+            locks[service] = kept
+        else:
+            misfit[service] = misfits
+    if not misfit:
+        return {c: locks[c] for c in crates}
     with tempfile.TemporaryDirectory(prefix="avfrepo-cargo-lock-") as tmp:
         scratch = Path(tmp) / "avf"
-        for part in CRATE_PATHS:
-            if (tree / part).is_dir():
-                shutil.copytree(tree / part, scratch / part, symlinks=True)
-        for service in SERVICES:
+        # the work tree holds exactly what the crates read (agent_paths)
+        shutil.copytree(tree, scratch, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        for service, misfits in misfit.items():
             crate = scratch / "guest" / service
             (crate / ".cargo" / "config.toml").unlink(missing_ok=True)
             (crate / "Cargo.lock").unlink(missing_ok=True)
-            if _previous_lock_still_fits(ctx, crate, service, env):
-                locks[service] = (crate / "Cargo.lock").read_bytes()
-                continue
             try:
                 run(["cargo", "generate-lockfile", "--manifest-path", crate / "Cargo.toml"],
                     cwd=crate, env=env, timeout=900,
                     hint="cargo (rustup or Arch's/Debian's cargo) is needed by sync for avf-guest-agents")
             except ToolError as exc:
+                offline = os.environ.get("CARGO_NET_OFFLINE", "").strip().lower() == "true"
+                hit = _NETWORK_FAILURE.search(exc.output)
+                if exc.returncode not in (None, 127) and (hit or offline):
+                    why = ("the kept lock no longer fits (" + "; ".join(misfits) + ")" if misfits
+                           else f"no lock is kept from an earlier sync ({NAME}/{lock_name(service)})")
+                    said = f"cargo: {hit.group(0)}" if hit else "CARGO_NET_OFFLINE=true"
+                    raise RenderProblem(f"cannot generate the Cargo.lock of guest/{service} at {version}: {why} "
+                                        f"and crates.io cannot be reached to make a new one ({said})") from None
                 raise RenderProblem(f"cannot generate the Cargo.lock of guest/{service} at {version}: {exc}") from None
             locks[service] = (crate / "Cargo.lock").read_bytes()
-    return locks
+    return {c: locks[c] for c in crates}
 
 
-def _previous_lock_still_fits(ctx: Context, crate: Path, service: str, env: dict[str, str]) -> bool:
-    """Keep the committed Cargo.lock while it still satisfies the crate's Cargo.toml.
+# what cargo says when the registry is out of reach (curl errors, offline mode), seen on 1.95
+_NETWORK_FAILURE = re.compile(
+    r"download of config\.json failed|failed to download from `[^`]*`|failed to fetch `https?://[^`]*`"
+    r"|Could(?: not|n't) (?:resolve host\w*|connect to server)|[Ff]ailed to connect to [^\s:]+"
+    r"|Connection refused|spurious network error|network failure|Operation timed out"
+    r"|you're using offline mode|attempting to make an HTTP request, but --offline was specified")
+
+
+def _previous_lock_still_fits(ctx: Context, crate: Path, service: str,
+                              root: Path) -> tuple[bytes | None, list[str]]:
+    """(the kept lock, []) while the committed Cargo.lock still satisfies the crate's
+    Cargo.toml; (None, why not) otherwise; (None, []) when no lock is kept.
 
     Generating afresh on every sync would pick up every new release of every registry
-    dependency, change the inputs and bump pkgrel with no upstream change at all. The old
-    lock is kept when `cargo metadata --locked` accepts it; a changed Cargo.toml (new or
-    changed dependencies) makes cargo refuse it, and then a new lock is generated.
+    dependency, change the inputs and bump pkgrel with no upstream change at all. The check
+    is offline (no cargo, no crates.io): formats.cargo.lock_fits on the crate and the path
+    dependencies it reaches inside root (the checkout).
     """
     previous = ctx.config.pkgbuilds / NAME / lock_name(service)
     if not previous.is_file():
-        return False
-    shutil.copyfile(previous, crate / "Cargo.lock")
-    res = run(["cargo", "metadata", "--locked", "--format-version", "1", "--manifest-path", crate / "Cargo.toml"],
-              cwd=crate, env=env, timeout=900, check=False)
-    if res.returncode == 0:
-        return True
-    (crate / "Cargo.lock").unlink(missing_ok=True)
-    return False
+        return None, []
+    data = previous.read_bytes()
+    try:
+        lock = cargo_format.read_lock(data)
+    except cargo_format.CargoFormatError as exc:
+        return None, [f"{NAME}/{lock_name(service)} cannot be read: {exc}"]
+    misfits = cargo_format.lock_fits(crate, lock, root=root)
+    return (None, misfits) if misfits else (data, [])
 
 
 # -- packaging patches ----------------------------------------------------------------------
@@ -237,19 +441,30 @@ def dry_run(tree: Path, name: str, patch: bytes, files: list[str], version: str)
 
 # -- render ---------------------------------------------------------------------------------
 
+def kernel_headers(ctx: Context) -> str:
+    """The headers package of the kernel the image runs: [avf]'s when it has a PKGBUILD."""
+    for kernel, headers in KERNEL_HEADERS.items():
+        if headers in ctx.available.get(kernel, ()):
+            return headers
+    return DEFAULT_KERNEL_HEADERS
+
+
 def render(ctx: Context) -> Rendered:
     release = ctx.releases["avf"]
     tree = ctx.trees["avf"]
     version = release.version
     if not release.commit:
         raise RenderProblem(f"no commit known for {version}: the PKGBUILD must pin one")
-    check_services(tree, version)
-    binaries = {svc: binary_name(tree, svc, version) for svc in SERVICES}
+    try:
+        found = check_agent_set(listing(tree, "guest"), tree, version)
+    except git.GitCommandError as exc:
+        raise RenderProblem(f"cannot list guest/ of the checkout at {version}: {exc}") from None
+    binaries = {c: plain_name(binary_name(tree, c, version), f"binary of guest/{c}") for c in found.crates}
 
     files: dict[str, bytes] = {}
     sources: list[SourceFile] = []
     notes: list[str] = []
-    for svc, lock in generate_locks(ctx, tree, version).items():
+    for svc, lock in generate_locks(ctx, tree, version, found.crates).items():
         name = lock_name(svc)
         files[name] = lock
         sources.append(SourceFile(name, sha256(lock), f"guest/{svc}/Cargo.lock"))
@@ -262,11 +477,28 @@ def render(ctx: Context) -> Rendered:
         patches.append(rule.name)
         notes.append(f"{rule.name}: {', '.join(touched)} ({rule.why})")
 
-    packages = [{"name": pkgname(svc), "service": svc, "binary": binaries[svc], "desc": desc,
-                 "depends": ["gcc-libs", "glibc", *EXTRA_DEPENDS.get(svc, ())]}
-                for svc, desc in SERVICES.items()]
+    headers = kernel_headers(ctx)
+    packages = []
+    for crate in found.crates:
+        unit = preset = None
+        install = None
+        if crate in found.agents:
+            adapted, changes = adapt_unit((tree / "guest" / crate / UNIT).read_text())
+            unit, preset, install = f"{crate}.service", f"80-{pkgname(crate)}.preset", f"{pkgname(crate)}.install"
+            files[unit] = adapted.encode()
+            files[preset] = template("avf-guest-agents/agent.preset", unit=unit, pkgname=pkgname(crate))
+            files[install] = template("avf-guest-agents/agent.install", unit=unit)
+            sources += [SourceFile(unit, sha256(files[unit]), f"/usr/lib/systemd/system/{unit}"),
+                        SourceFile(preset, sha256(files[preset]), f"/usr/lib/systemd/system-preset/{preset}")]
+            if changes:
+                notes.append(f"{unit}: " + ", ".join(changes))
+        extra = [headers if d == "@KERNEL_HEADERS@" else d for d in EXTRA_DEPENDS.get(crate, ())]
+        depends = [*RUST_DEPENDS, *(pkgname(c) for c in found.companions.get(crate, ())), *extra]
+        packages.append({"name": pkgname(crate), "crate": crate, "binary": binaries[crate],
+                         "desc": SERVICES[crate], "depends": depends, "unit": unit, "preset": preset,
+                         "install": install})
     files["PKGBUILD"] = template(
-        "avf-guest-agents/PKGBUILD.j2", pkgbase=NAME, packages=packages, services=list(SERVICES),
+        "avf-guest-agents/PKGBUILD.j2", pkgbase=NAME, packages=packages, crates=list(found.crates),
         homepage=AVF_URL, url=ctx.config.upstream("avf").url, commit=release.commit,
         sources=sources, patches=patches)
     return Rendered(NAME, release.pkgver, {"avf": version}, files, tuple(notes))

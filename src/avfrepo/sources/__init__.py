@@ -35,6 +35,7 @@ class Release:
     url: str              # where it was read (repository, database), or the kernel tarball
     pkgrel: str | None = None   # alpm-db only: the packager's release of that pkgver
     tag: str | None = None      # alpm-db with source_git: the source tag the commit belongs to
+    note: str | None = None     # what the report should say about it (a maintainer's pin holding it back)
 
     def to_json(self) -> dict[str, str | None]:
         out = {"version": self.version, "pkgver": self.pkgver, "commit": self.commit, "url": self.url}
@@ -42,6 +43,8 @@ class Release:
             out["pkgrel"] = self.pkgrel
         if self.tag is not None:
             out["tag"] = self.tag
+        if self.note is not None:
+            out["note"] = self.note
         return out
 
 
@@ -49,6 +52,7 @@ SOURCES: dict[str, str] = {
     "git-tags": "git_tags",
     "alpm-db": "alpm_db",
     "kernel-org": "kernel_org",
+    "git-branch": "git_branch",
 }
 
 MAX_WORKERS = 8

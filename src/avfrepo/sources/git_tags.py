@@ -38,15 +38,16 @@ class TagRef:
     commit: str   # peeled commit
 
 
-def ls_remote_tags(name: str, url: str, net: NetPolicy | None = None) -> dict[str, TagRef]:
-    """All tags of url -> TagRef, with the peeled commit of annotated tags."""
+def ls_remote(name: str, url: str, net: NetPolicy | None = None, options: tuple[str, ...] = (),
+              patterns: tuple[str, ...] = ()) -> str:
+    """`git ls-remote OPTIONS url PATTERNS` with the upstream's retries; the raw output."""
     net = net or GIT_NET
 
     def attempt() -> str:
         # GIT_TERMINAL_PROMPT=0: a private or missing https repository must fail, not ask
         env = {"GIT_TERMINAL_PROMPT": "0"}
         try:
-            return git.cmd.Git().ls_remote("--tags", url, kill_after_timeout=net.timeout, env=env)
+            return git.cmd.Git().ls_remote(*options, url, *patterns, kill_after_timeout=net.timeout, env=env)
         except git.GitCommandError as exc:
             stderr = (exc.stderr or str(exc)).strip()
             if stderr.startswith("stderr: '"):          # GitPython's wrapping
@@ -60,7 +61,12 @@ def ls_remote_tags(name: str, url: str, net: NetPolicy | None = None) -> dict[st
                 raise UpstreamError(name, url, reason) from None
             raise Transient(reason) from None
 
-    out = with_retries(name, url, net, attempt)
+    return with_retries(name, url, net, attempt)
+
+
+def ls_remote_tags(name: str, url: str, net: NetPolicy | None = None) -> dict[str, TagRef]:
+    """All tags of url -> TagRef, with the peeled commit of annotated tags."""
+    out = ls_remote(name, url, net, ("--tags",))
     direct: dict[str, str] = {}
     peeled: dict[str, str] = {}
     for line in out.splitlines():

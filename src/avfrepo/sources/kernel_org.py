@@ -9,6 +9,12 @@ Two ways, chosen by the upstream's `method`:
   git_tags; the release also carries the tag's peeled commit.
 
 Either way: version and pkgver "6.1.158", url the release tarball.
+
+A maintainer's escape hatches (`max_version`, `pin` of [upstreams.kernel]): with a maximum, the
+newest release not above it (releases.json lists only the newest of a series, so a held-back
+release is the maximum itself, whose tarball kernel.org keeps); with a pin, exactly that
+release. Either way the Release's note says what upstream has and what holds it back (the sync
+report shows it); a pin or maximum newer than upstream's newest is an error, not a guess.
 """
 
 from __future__ import annotations
@@ -75,18 +81,53 @@ def from_releases_json(upstream: KernelOrgUpstream, data: bytes) -> Release:
     return Release(upstream.name, version, version, None, url)
 
 
-def from_git_tags(upstream: KernelOrgUpstream) -> Release:
+def from_git_tags(upstream: KernelOrgUpstream, tags: dict | None = None) -> Release:
     """The newest v<series>[.N] tag of the git repository upstream.url."""
-    tags = ls_remote_tags(upstream.name, upstream.url, upstream.net)
+    if tags is None:
+        tags = ls_remote_tags(upstream.name, upstream.url, upstream.net)
     as_git = GitTagsUpstream(upstream.name, upstream.url, _series_rx(upstream.series, "v"), net=upstream.net)
     rel = latest(as_git, tags)
     version = rel.version[1:]
     return Release(upstream.name, version, version, rel.commit, tarball_url(version))
 
 
+def _point(version: str) -> int:
+    parts = version.split(".")
+    return int(parts[2]) if len(parts) > 2 else -1
+
+
+def held(upstream: KernelOrgUpstream, newest: Release, tags: dict | None = None) -> Release:
+    """newest, or the release a pin / maximum holds the series at (see the module doc)."""
+    limit = upstream.pin or upstream.max_version
+    if limit is None:
+        return newest
+    key = "pin" if upstream.pin else "max_version"
+    if upstream.max_version and _point(newest.version) <= _point(limit):
+        return newest
+    if _point(limit) > _point(newest.version):
+        raise UpstreamError(upstream.name, upstream.url,
+                            f"{key} {limit} is newer than the newest release {newest.version}")
+    version = limit
+    commit = None
+    if tags is not None and upstream.max_version:   # the newest tag of the series not above it
+        rx = re.compile(_series_rx(upstream.series, "v"))
+        below = [t[1:] for t in tags if rx.fullmatch(t) and _point(t[1:]) <= _point(limit)]
+        if below:
+            version = max(below, key=_point)
+    if tags is not None:
+        ref = tags.get(f"v{version}")
+        if ref is None:
+            raise UpstreamError(upstream.name, upstream.url, f"{key} {version}: no tag v{version}")
+        commit = ref.commit
+    note = (f"held at {version} by [upstreams.{upstream.name}] {key} (newest is {newest.version}); "
+            "remove it once the patches apply again")
+    return Release(upstream.name, version, version, commit, tarball_url(version), note=note)
+
+
 def query(upstream: KernelOrgUpstream) -> Release:
-    """The source interface: the newest point release of the series."""
+    """The source interface: the newest point release of the series (or the one a pin holds)."""
     if upstream.method == "git-tags":
-        return from_git_tags(upstream)
-    return from_releases_json(upstream, http_get(upstream.name, upstream.url, upstream.net,
-                                                 accept="application/json"))
+        tags = ls_remote_tags(upstream.name, upstream.url, upstream.net)
+        return held(upstream, from_git_tags(upstream, tags), tags)
+    return held(upstream, from_releases_json(upstream, http_get(upstream.name, upstream.url, upstream.net,
+                                                                accept="application/json")))

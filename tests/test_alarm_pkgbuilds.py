@@ -1,0 +1,89 @@
+"""ALARM's PKGBUILDs repository, blobless: versions of a directory's history, one revision's files."""
+
+from __future__ import annotations
+
+import pytest
+
+from avfrepo.alarm_pkgbuilds import PkgbuildsRepo, Revision, matching, nearest_series, pkgbuild_version
+from avfrepo.config import GitBranchUpstream
+from avfrepo.errors import UpstreamError
+from avfrepo.sources import query
+
+from .packages.alarm_fixture import make_alarm
+
+
+@pytest.fixture
+def alarm(tmp_path):
+    return make_alarm(tmp_path / "PKGBUILDs")
+
+
+def opened(alarm, tmp_path):
+    up = GitBranchUpstream("alarm-pkgbuilds", alarm.url)
+    return PkgbuildsRepo.open(up, query(up).commit, tmp_path / "cache")
+
+
+@pytest.mark.parametrize("text, version", [
+    ("pkgver=261.2\npkgrel=1\n", ("261.2", "1")),
+    ("pkgver='6.2.0'\npkgrel=\"3\"  # bump\n", ("6.2.0", "3")),
+    ("pkgver=${_v}.1\npkgrel=1\n", None),               # computed: not guessed
+    ("pkgver=1\npkgver=2\npkgrel=1\n", None),
+    ("pkgver=1-2\npkgrel=1\n", None),
+    ("pkgver=1\n", None),
+])
+def test_versions_are_read_from_plain_lines_only(text, version):
+    assert pkgbuild_version(text) == version
+
+
+def test_the_history_of_a_directory_newest_first(alarm, tmp_path):
+    repo = opened(alarm, tmp_path)
+    revs = repo.revisions("core/systemd")
+    assert [r.version for r in revs] == ["261.2-1", "261.2-1", "261.1-1", "260.1-1"]
+    assert revs[0].commit == alarm.commits["systemd 261.2-1 hooks"] and revs[1].commit == alarm.commits["systemd 261.2-1"]
+    assert [r.pkgver for r in repo.revisions("core/linux-aarch64")] == ["6.18.1", "6.2.1", "6.2.0", "5.19.8"]
+
+
+def test_matching_prefers_the_exact_release_then_the_pkgver():
+    revs = [Revision("c", "2", "2"), Revision("b", "2", "1"), Revision("a", "1", "1")]
+    assert matching(revs, "2", "1").commit == "b"
+    assert matching(revs, "2", "5").commit == "c"
+    assert matching(revs, "3", "1") is None
+
+
+def test_the_nearest_series():
+    revs = [Revision(v, v, "1") for v in ("6.18.1", "6.2.1", "6.2.0", "6.1.9", "6.1.8", "5.19.8")]
+    assert nearest_series(revs, "6.1")[0].pkgver == "6.1.9"
+    gap = [r for r in revs if not r.pkgver.startswith("6.1.")]
+    rev, why = nearest_series(gap, "6.1")
+    assert rev.pkgver == "6.2.0" and "oldest of the next series" in why
+    rev, why = nearest_series(revs, "6.30")
+    assert rev.pkgver == "6.18.1" and "earlier series" in why
+    assert nearest_series([], "6.1")[0] is None
+
+
+def test_files_of_one_revision_and_nothing_else(alarm, tmp_path):
+    repo = opened(alarm, tmp_path)
+    c = alarm.commits["systemd 261.1-1"]
+    files = repo.files(c, "core/systemd", only=("PKGBUILD", "systemd.install"))
+    assert set(files) == {"PKGBUILD", "systemd.install"} and b"pkgver=261.1\n" in files["PKGBUILD"]
+    with pytest.raises(ValueError, match="LICENSES/0BSD.txt at .* is not a regular file"):
+        repo.files(c, "core/systemd")
+    with pytest.raises(ValueError, match="has no nothing.conf"):
+        repo.files(c, "core/systemd", only=("nothing.conf",))
+    with pytest.raises(ValueError, match="not a package directory"):
+        repo.files(c, "../core")
+
+
+def test_a_head_not_on_the_branch_is_refused(alarm, tmp_path):
+    up = GitBranchUpstream("alarm-pkgbuilds", alarm.url)
+    head = query(up).commit
+    alarm.repo.repo.git.reset("--hard", alarm.commits["systemd 260.1-1"])   # history rewritten
+    with pytest.raises(UpstreamError, match="is not on branch master"):
+        PkgbuildsRepo.open(up, head, tmp_path / "cache2")
+
+
+def test_a_server_that_cannot_filter_is_refused(alarm, tmp_path):
+    alarm.repo.repo.git.config("uploadpack.allowFilter", "false")
+    up = GitBranchUpstream("alarm-pkgbuilds", alarm.url)
+    with pytest.raises(UpstreamError, match="does not filter blobs"):
+        PkgbuildsRepo.open(up, query(up).commit, tmp_path / "cache")
+    assert not (tmp_path / "cache" / "git" / "alarm-pkgbuilds.git").exists()
