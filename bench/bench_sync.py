@@ -5,6 +5,10 @@
    of the same upstream, side by side, alternating (goal: <= 1.5x).
 2. A new AVF tag: the bytes sync's fetch adds to its cache (new git objects) vs the bytes of
    the paths the packages read at that tag (goal: <= 1.5x), and vs a full `git clone`.
+3. The command a maintainer runs, `avfrepo sync` with everything current, vs nvchecker
+   (PyPI; `pip install -e '.[bench]'`, installed here when missing) checking the same git
+   upstreams (its git source runs `git ls-remote`), both as fresh processes, alternating,
+   median of --repeat (goal: avfrepo <= 1.0x nvchecker).
 The fixture repository is the real-shaped demo upstream (20 guest/ dirs, prebuilt kernels of
 > 4 MiB, APK test data: facts file §7) plus many commits of unrelated large files, so that a
 full clone costs what it does for the real repository: history sync never needs.
@@ -26,7 +30,7 @@ import time
 from pathlib import Path
 
 from avfrepo import config as config_mod
-from avfrepo.demo import make_demo_upstream, unit_text, write_config
+from avfrepo.demo import FakeAvf, make_demo_upstream, make_ttyd_upstream, unit_text, write_config
 from avfrepo.signing import init_key
 from avfrepo.sources.git_tags import latest, ls_remote_tags
 from avfrepo.sync import sync
@@ -40,6 +44,63 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def ensure_nvchecker() -> Path:
+    exe = Path(sys.executable).parent / "nvchecker"
+    if not exe.exists():
+        print("installing nvchecker (the bench extra) into this environment", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "nvchecker>=2.12"], check=True)
+    return exe
+
+
+def median_ms(argv: list[str], repeat: int, env: dict[str, str] | None = None) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.monotonic()
+        subprocess.run(argv, capture_output=True, check=True, env=env)
+        times.append(time.monotonic() - t)
+    return statistics.median(times) * 1000
+
+
+def versus_nvchecker(base: Path, served: Path, port: int, repeat: int) -> None:
+    """avfrepo sync (no-op) vs nvchecker on the same git upstreams (AVF, ttyd, libwebsockets)."""
+    nvchecker = ensure_nvchecker()
+    make_ttyd_upstream(served / "ttyd")
+    lws = FakeAvf(served / "libwebsockets")
+    for v in ("4.3.2", "4.3.3", "4.3.5", "5.0.0"):
+        lws.commit({"CMakeLists.txt": f"project(libwebsockets VERSION {v})\n"}, f"v{v}")
+        lws.tag(f"v{v}")
+    url = {n: f"git://127.0.0.1:{port}/{d}" for n, d in
+           (("avf", "Virtualization"), ("ttyd", "ttyd"), ("libwebsockets", "libwebsockets"))}
+    patterns = {"avf": r"^android-(16)\.(\d+)\.(\d+)_r(\d+)$", "ttyd": r"^(\d+)\.(\d+)\.(\d+)$",
+                "libwebsockets": r"^v(4)\.(\d+)\.(\d+)$"}
+    extra = "".join(f'\n[upstreams.{n}]\nkind = "git-tags"\nurl = "{url[n]}"\ntag_pattern = \'{patterns[n]}\'\n'
+                    for n in ("ttyd", "libwebsockets"))
+    work = base / "versus"
+    work.mkdir()
+    conf = write_config(work / "avfrepo.toml", url["avf"], base / "gnupg", extra=extra,
+                        enable=("avf-config", "avf-keyring", "ttyd-avf"))
+    avfrepo = [str(Path(sys.executable).parent / "avfrepo"), "--config", str(conf), "sync"]
+    first = subprocess.run(avfrepo, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = subprocess.run(avfrepo + ["--json"], capture_output=True, text=True, check=True)
+    import json
+    report = json.loads(again.stdout)
+    assert not report["written"], "the second sync was not a no-op"
+    queried = sorted(report["upstreams"])
+    nv = work / "nvchecker.toml"
+    nv.write_text(f'[__config__]\noldver = "{work / "old.json"}"\nnewver = "{work / "new.json"}"\n' + "".join(
+        f'\n[{n}]\nsource = "git"\ngit = "{url[n]}"\nuse_max_tag = true\n'
+        f"include_regex = '{patterns[n][1:-1]}'\n" for n in queried))
+    subprocess.run([str(nvchecker), "-c", str(nv)], capture_output=True, check=True)
+    ours, theirs = [], []
+    for _ in range(repeat):                         # alternating, so that load hits both alike
+        ours.append(median_ms(avfrepo, 1))
+        theirs.append(median_ms([str(nvchecker), "-c", str(nv)], 1))
+    mo, mn = statistics.median(ours), statistics.median(theirs)
+    print(f"no-op `avfrepo sync` over {', '.join(queried)}: {mo:7.1f} ms   "
+          f"nvchecker on the same: {mn:7.1f} ms   ratio {mo / mn:5.2f}x (median of {repeat})")
 
 
 def main() -> int:
@@ -112,6 +173,7 @@ def main() -> int:
               f"full clone {clone_bytes / 1e3:9.1f} kB in {clone_s * 1000:7.1f} ms   "
               f"bytes {100 * fetched / clone_bytes:5.2f}%  time {100 * fetch_s / clone_s:5.1f}%")
         print("sync at the new tag: " + ", ".join(f"{p.name} {p.action} {p.new or ''}" for p in report.packages))
+        versus_nvchecker(base, served, port, args.repeat)
     finally:
         if daemon:
             daemon.terminate()

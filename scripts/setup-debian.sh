@@ -5,6 +5,9 @@
 #  - installs the Arch tool chain Debian ships: pacman, makepkg, repo-add (pacman 6.0.2),
 #    bsdtar (makepkg and repo-add need it, Debian does not pull it in), fakeroot, zstd, gnupg;
 #  - installs the -dev packages pyalpm needs to compile against Debian's libalpm;
+#  - installs what the tests drive besides: xz-utils and patch (kernel sources and patches),
+#    systemd (systemctl presets the image, systemd-analyze checks the units), cargo (the guest
+#    agents' crates; skipped when a cargo is already on PATH, e.g. rustup's);
 #  - creates the unprivileged build user makepkg needs (it refuses to run as root);
 #  - creates .venv and installs avfrepo with its test extras into it.
 # Idempotent: running it again only re-checks.
@@ -17,7 +20,7 @@ APT_PACKAGES=(
   libalpm-dev libarchive-dev libcurl4-openssl-dev libgpgme-dev libssl-dev pkgconf gcc
   python3-dev python3-venv e2fsprogs file
   dosfstools mtools pigz tar gzip
-  linux-source-6.1 make flex bison xz-utils patch
+  linux-source-6.1 make flex bison xz-utils patch systemd
 )
 # `avfrepo boot` and its tests: qemu-system-aarch64 + UEFI firmware + virtiofsd (in
 # qemu-system-common on Debian 12), sgdisk, and for the tests' arm64 Debian userland
@@ -26,6 +29,7 @@ APT_PACKAGES+=(
   qemu-system-arm qemu-efi-aarch64 qemu-system-common openssl gdisk
   debootstrap qemu-user-static binfmt-support
 )
+command -v cargo >/dev/null 2>&1 || APT_PACKAGES+=(cargo)
 
 need_apt=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -15,11 +18,61 @@ from avfrepo.signing import init_key
 
 BUILD_USER = os.environ.get("AVFREPO_BUILD_USER", "avfbuild")
 
+# Arch's devtools: not packaged for Debian, so the only tools a test may skip for there
+DEVTOOLS = frozenset({"makechrootpkg", "mkarchroot", "arch-nspawn"})
+
 
 def require_tools(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
-        pytest.skip(f"needs {', '.join(missing)} (install with scripts/setup-debian.sh)")
+        where = ("Arch's devtools: scripts/setup-arch.sh on an Arch Linux host" if set(missing) <= DEVTOOLS
+                 else "install with scripts/setup-debian.sh or scripts/setup-arch.sh")
+        pytest.skip(f"needs {', '.join(missing)} ({where})")
+
+
+def shared(tmp_path_factory, name: str, make: Callable[[Path], object]) -> object:
+    """make(folder) run once per test run, not once per xdist worker: the first worker to get
+    here makes `name` under the run's common temp folder (under a lock), the others wait and
+    reuse it. make's result must be JSON (paths as strings); what it makes is read-only to tests.
+    A make that skips or fails leaves nothing, so every worker skips or fails the same way."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent          # pytest-N/, above each worker's popen-gwN/
+    folder, done = base / f"shared-{name}", base / f"shared-{name}.json"
+    with open(base / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            result = make(folder)
+            done.write_text(json.dumps(result))
+        return json.loads(done.read_text())
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Slow tests first; under `--dist loadgroup`, keep the tests that use one module-scoped fixture (an image, a
+    served repository) on one worker, so that it is made once, not once per worker."""
+    # the long tests (marked slow) first, so that no worker starts one when the others are done
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        if any(defs and defs[-1].scope == "module" for defs in info.name2fixturedefs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hermetic_git():
+    """Git as on a fresh machine: no global or system config (no identity, no settings), so a
+    test that commits must set the identity it needs, here and on a new CI runner alike.
+    (/dev/null: readable by the build user too.)"""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+        mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
+        for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
+            mp.delenv(var, raising=False)
+        yield
 
 
 def require_build_user() -> None:
@@ -32,19 +85,23 @@ def require_build_user() -> None:
 def signing_home(tmp_path_factory) -> Path:
     """A GnuPG home with one ed25519 signing key, made once per session (0.05 s with gpg)."""
     require_tools("gpg")
-    home = tmp_path_factory.mktemp("gnupg")
     from avfrepo.config import SigningConfig
-    init_key(SigningConfig(None, home), "avfrepo test <test@example.invalid>")
-    return home
+
+    def make(home: Path) -> str:
+        init_key(SigningConfig(None, home), "avfrepo test <test@example.invalid>")
+        return str(home)
+    return Path(shared(tmp_path_factory, "gnupg", make))
 
 
 @pytest.fixture(scope="session")
 def demo_upstream_template(tmp_path_factory) -> Path:
     """The demo AVF upstream, built once; tests copy it (cheap) instead of rebuilding."""
     require_tools("git")
-    path = tmp_path_factory.mktemp("avf-template") / "Virtualization"
-    make_demo_upstream(path)
-    return path
+
+    def make(base: Path) -> str:
+        make_demo_upstream(base / "Virtualization")
+        return str(base / "Virtualization")
+    return Path(shared(tmp_path_factory, "avf-template", make))
 
 
 @pytest.fixture

@@ -22,11 +22,14 @@ def test_demo_upstream_has_the_real_shape(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_runs_the_whole_cycle(tmp_path):
+def test_demo_runs_the_whole_cycle(tmp_path_factory):
     require_tools("makepkg", "repo-add", "pacman", "gpg")
     require_build_user()
     lines: list[str] = []
-    assert run_demo(str(tmp_path / "demo"), progress=lines.append) == 0
+    # a short folder: gpg-agent's socket path (<demo>/client/gnupg/S.gpg-agent.browser) must fit
+    # in 107 bytes, and a test's own tmp_path under an xdist worker (popen-gwN/) can be longer
+    demo = tmp_path_factory.mktemp("demo")
+    assert run_demo(str(demo), progress=lines.append) == 0
     text = "\n".join(lines)
     assert "5. verify: OK" in text and "installed avf-base, avf-config and avf-keyring" in text
     assert "7. second sync: nothing to do" in text and "3. sync: avf-base new 1-1" in text

@@ -197,7 +197,10 @@ def test_commit_records_pkgbuilds_in_one_git_commit_listing_packages_and_reasons
     repo = git.Repo.init(cfg.root)
     (cfg.root / "README").write_text("x\n")
     repo.git.add("README")
-    repo.git.commit("-qm", "init")
+    # the fixture's own commit names its author (no global identity on a fresh machine);
+    # the repository keeps none, so sync --commit must fall back to the packager
+    repo.git.execute(["git", "-c", "user.name=fixture", "-c", "user.email=fixture@example.invalid",
+                      "commit", "-qm", "init"])
     assert main(["--config", str(cfg.file), "sync", "--commit", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     head = repo.head.commit

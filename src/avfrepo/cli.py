@@ -201,6 +201,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     report = status(cfg)
     if args.json:
         _print_json(report.to_json())
+    elif not report.synced:
+        print(f"nothing synced yet: {cfg.pkgbuilds} has no package (run `avfrepo sync`, review and commit "
+              "pkgbuilds/, then `avfrepo build`)")
     else:
         print(f"{'package':<22} {'upstream':<28} {'PKGBUILD':<18} {'published':<18} last build")
         for p in report.packages:
@@ -213,12 +216,19 @@ def cmd_status(args: argparse.Namespace) -> int:
             for why in p.pending:
                 print(f"{'':<22} pending: {why}")
         print("all published and current" if not report.pending else f"{len(report.pending)} package(s) pending")
-    return 0 if not report.pending else 3
+    return 0 if report.current else 3
 
 
 def cmd_pacman_conf(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
+    if cfg.repo.placeholder_server:
+        # said where it is pasted (a comment) and where a script notices (stderr, exit 1)
+        print(f"# {cfg.repo.server} is a placeholder: set [repo] server in {cfg.file} to where repo/ is hosted")
     print(f"[{cfg.repo.name}]\nSigLevel = Required\nServer = {cfg.repo.server}/$arch")
+    if cfg.repo.placeholder_server:
+        print(f"avfrepo: [repo] server {cfg.repo.server} is a placeholder (a reserved domain that cannot exist): "
+              f"set it in {cfg.file} to the URL where repo/ is hosted", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -226,12 +236,23 @@ def cmd_image(args: argparse.Namespace) -> int:
     from .image import build_image
     cfg = config_mod.load(args.config)
     result = build_image(cfg, args.output, dry_run=args.dry_run, progress=_progress)
+    if result.dry_run and result.problems:
+        code = 1                    # the plan is shown; a script still learns it cannot run yet
+    else:
+        code = 0
     if args.json:
         _print_json(result.to_json())
     elif result.dry_run:
         print(f"would build {result.output} (+ {result.manifest})")
         print("  repositories: " + ", ".join(f"[{r['name']}] {r['server']}" for r in result.repos))
         print(f"  packages: {' '.join(result.packages_requested)}")
+        if result.avf_packages:
+            print(f"  [{cfg.repo.name}] from pkgbuilds/ (PKGBUILD version, published):")
+            for row in result.avf_packages:
+                pub = ", ".join(sorted({v or "not published" for v in row["published"].values()}))
+                print(f"    {row['pkgbase']:<22} {row['pkgbuild']:<22} {pub}")
+        for problem in result.problems:
+            print(f"  before building: {problem}")
         print("dry run: nothing written")
     else:
         print(f"{result.output}: {result.archive_bytes / (1 << 20):.1f} MiB, {len(result.packages)} packages, "
@@ -240,7 +261,7 @@ def cmd_image(args: argparse.Namespace) -> int:
         for name, part in result.partitions.items():
             print(f"  {name}: {part['fs']} {part['label']} {part['guid']} ({int(part['bytes']) >> 20} MiB)")
         print(f"  manifest: {result.manifest}")
-    return 0
+    return code
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -276,7 +297,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="avfrepo",
         description="Keep the signed pacman repository [avf] (Arch Linux ARM for the Android Terminal app) current.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -333,7 +354,7 @@ def parser() -> argparse.ArgumentParser:
              "  init    mkarchroot -C pacman.conf -M makepkg.conf CHROOT/root base-devel\n"
              "  update  arch-nspawn CHROOT/root pacman -Syu\n"
              "with the aarch64 pacman.conf/makepkg.conf avfrepo ships. Needs root and devtools;\n"
-             "on x86_64 also qemu-user-static with its aarch64 binfmt handler (see README).")
+             "on x86_64 also qemu-user-static with its aarch64 binfmt handler (docs/building.md; scripts/setup-arch.sh installs them).")
     csub = sp.add_subparsers(dest="chroot_command", metavar="ACTION", required=True)
     for action, text in (("init", "create CHROOT/root with base-devel"), ("update", "pacman -Syu inside CHROOT/root")):
         c = csub.add_parser(action, help=text, description=text + ".")
@@ -363,7 +384,11 @@ def parser() -> argparse.ArgumentParser:
              "snapshot, under the repository lock; the pool keeps [repo] keep versions of each\n"
              "package for rollback.")
     rsub = rp.add_subparsers(dest="repo_command", metavar="ACTION", required=True)
-    r = rsub.add_parser("list", help="published and archived versions of every package")
+    r = rsub.add_parser("list", help="published and archived versions of every package",
+                        description="List every package of the repository: the published version and the archived\n"
+                                    "ones kept in the pool ([repo] keep), newest first, which `repo rollback` can\n"
+                                    "publish again. Reads local files only.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     r.set_defaults(func=cmd_repo_list)
     r.add_argument("--json", action="store_true", help="print as JSON")
     r = rsub.add_parser("add", help="publish packages built elsewhere (each signed, .sig beside it)",
@@ -372,16 +397,20 @@ def parser() -> argparse.ArgumentParser:
                                     "downgrade or replace a published version with other bytes.",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     r.set_defaults(func=cmd_repo_add)
-    r.add_argument("packages", nargs="+", metavar="PKG")
+    r.add_argument("packages", nargs="+", metavar="PKG", help="package files (*.pkg.tar.*), each with its .sig beside it")
     r = rsub.add_parser("rollback", help="publish an archived version again",
                         description="Publish an archived version again (default: the newest one older than the "
                                     "published). Users get it with `pacman -Syuu`.")
     r.set_defaults(func=cmd_repo_rollback)
-    r.add_argument("package")
+    r.add_argument("package", help="package name, as `avfrepo repo list` shows it")
     r.add_argument("version", nargs="?", help="full version (pkgver-pkgrel) from `avfrepo repo list`")
-    r = rsub.add_parser("remove", help="take a package out of the repository (file and signature together)")
+    r = rsub.add_parser("remove", help="take a package out of the repository (file and signature together)",
+                        description="Take a package out of the db (repo-remove, one atomic switch); its published\n"
+                                    "file, signature and provenance record leave the pool. Users' pacman stops\n"
+                                    "seeing it; installed copies stay. Archived versions remain for rollback.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     r.set_defaults(func=cmd_repo_remove)
-    r.add_argument("package")
+    r.add_argument("package", help="package name, as `avfrepo repo list` shows it")
 
     ki = ksub.add_parser("import", help="import the secret signing key (CI: from a secret, into a temporary home)",
                          description="Import an armored secret key into [signing] gnupg_home (or $AVFREPO_GNUPGHOME)\n"
@@ -399,7 +428,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print as JSON")
 
     add("pacman-conf", cmd_pacman_conf, "print the pacman.conf section for the repository",
-        "Print the [avf] section users add to /etc/pacman.conf.")
+        "Print the [avf] section users add to /etc/pacman.conf. A placeholder [repo] server (a\n"
+        "reserved domain such as example.invalid, as the shipped avfrepo.toml has) is named as\n"
+        "such, and the exit code is 1 until the real URL is set.")
 
     sp = add("image", cmd_image, "build images.tar.gz for the Android Terminal app from the repositories",
              "Install [image] packages (default avf-base) with the real pacman --root from the\n"
@@ -441,7 +472,34 @@ def parser() -> argparse.ArgumentParser:
              "pacman into a private root. Touches nothing outside the folder (needs root for pacman).")
     sp.add_argument("--workdir", help="folder to use (default: a new temporary folder)")
     sp.add_argument("--keep", action="store_true", help="keep the folder afterwards")
+    _mark_subparsers(p)
     return p
+
+
+class _Parser(argparse.ArgumentParser):
+    """An unknown option is reported by the subcommand it was given to, with that
+    subcommand's usage (`avfrepo sync --bogus` shows sync's usage, not the top level's)."""
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:
+            argv = sys.argv[1:] if args is None else list(args)
+            command = getattr(ns, "command", None)
+            before_command = command in argv and argv.index(extra[0]) < argv.index(command)
+            owner = self if before_command else getattr(ns, "_usage_parser", None) or self
+            owner.error(f"unrecognized arguments: {' '.join(extra)}")
+        if hasattr(ns, "_usage_parser"):
+            del ns._usage_parser
+        return ns
+
+
+def _mark_subparsers(p: argparse.ArgumentParser) -> None:
+    """Each subparser records itself in the namespace (the innermost one wins)."""
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in action.choices.values():
+                sp.set_defaults(_usage_parser=sp)
+                _mark_subparsers(sp)
 
 
 def main(argv: list[str] | None = None) -> int:

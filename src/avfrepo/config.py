@@ -143,6 +143,15 @@ class RepoConfig:
     lock_timeout: float = 300.0   # seconds to wait for another avfrepo holding the repo
 
     @property
+    def placeholder_server(self) -> bool:
+        """Whether `server` names a host that cannot exist (RFC 2606/6761: example.com/.net/.org,
+        .example, .invalid, .test): the shipped avfrepo.toml's stand-in for the real host."""
+        from urllib.parse import urlsplit
+        host = (urlsplit(self.server).hostname or "").rstrip(".").lower()
+        return (host.rsplit(".", 1)[-1] in ("example", "invalid", "test")
+                or any(host == d or host.endswith("." + d) for d in ("example.com", "example.net", "example.org")))
+
+    @property
     def published(self) -> Path:
         """What pacman's `Server = <url>/$arch` points at: a symlink to the current snapshot."""
         return self.path / self.arch

@@ -47,6 +47,14 @@ class SigningError(AvfrepoError):
     """No usable signing key, or a signature could not be made."""
 
 
+class NothingSynced(AvfrepoError):
+    """pkgbuilds/ holds no package yet: `avfrepo sync` has never run (exit 1)."""
+
+    def __init__(self, pkgbuilds):
+        super().__init__(f"nothing synced yet: {pkgbuilds} has no package; run `avfrepo sync` (it queries the "
+                         "upstreams over the network), review and commit pkgbuilds/, then build")
+
+
 class StateError(AvfrepoError):
     """The state file is unreadable or contradicts itself."""
 

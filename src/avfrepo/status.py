@@ -37,13 +37,18 @@ class PackageStatus:
 @dataclass
 class StatusReport:
     packages: list[PackageStatus]
+    synced: bool = True          # False: no package under pkgbuilds/ and none in the state file
 
     @property
     def pending(self) -> list[PackageStatus]:
         return [p for p in self.packages if not p.current]
 
+    @property
+    def current(self) -> bool:
+        return self.synced and not self.pending
+
     def to_json(self) -> dict:
-        return {"current": not self.pending, "packages": [p.to_json() for p in self.packages]}
+        return {"current": self.current, "synced": self.synced, "packages": [p.to_json() for p in self.packages]}
 
 
 def status(cfg: Config) -> StatusReport:
@@ -75,4 +80,4 @@ def status(cfg: Config) -> StatusReport:
             row.pending.append("no PKGBUILD under pkgbuilds/ (run avfrepo sync)")
         row.pending += pending.get(base, [])
         rows.append(row)
-    return StatusReport(rows)
+    return StatusReport(rows, synced=bool(rows))

@@ -9,7 +9,7 @@ import pytest
 
 from avfrepo.image import build_image
 
-from ..conftest import require_build_user, require_tools
+from ..conftest import require_build_user, require_tools, shared
 from ..repo.conftest import trusted_gpgdir  # noqa: F401  (a pacman keyring trusting the test key)
 from .standins import image_config, make_repos
 
@@ -21,7 +21,8 @@ IMAGE_TOOLS = ("makepkg", "repo-add", "bsdtar", "gpg", "pacman", "pacman-key", "
 def standin_repos(tmp_path_factory, signing_home) -> tuple[Path, Path]:
     require_tools(*IMAGE_TOOLS)
     require_build_user()
-    return make_repos(tmp_path_factory.mktemp("standin-repos"), signing_home)
+    core, avf = shared(tmp_path_factory, "standin-repos", lambda base: [str(p) for p in make_repos(base, signing_home)])
+    return Path(core), Path(avf)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from avfrepo.demo import write_config
 from avfrepo.pacman_client import PacmanRoot
 from avfrepo.signing import detach_sign, signing_key
 
-from ..conftest import require_build_user, require_tools
+from ..conftest import require_build_user, require_tools, shared
 
 
 def _pkgbuild(name: str, rel: int, note: str) -> str:
@@ -35,20 +35,22 @@ def built(tmp_path_factory, signing_home) -> dict[str, Path]:
     """'t-a-1'..'t-a-4', 't-b-1', and 't-a-1-other' (same version, other bytes); all signed."""
     require_tools("makepkg", "repo-add", "bsdtar", "gpg")
     require_build_user()
-    base = tmp_path_factory.mktemp("built")
-    cfg = config_mod.load(write_config(base / "avfrepo.toml", "file:///nowhere", signing_home))
-    key = signing_key(cfg.signing)
-    out: dict[str, Path] = {}
-    wanted = [("t-a", r, "a") for r in (1, 2, 3, 4)] + [("t-b", 1, "b"), ("t-a", 1, "other")]
-    for name, rel, note in wanted:
-        label = f"{name}-{rel}" + ("-other" if note == "other" else "")
-        src = base / "src" / label
-        src.mkdir(parents=True)
-        (src / "PKGBUILD").write_text(_pkgbuild(name, rel, note))
-        pkg, = MakepkgBackend(cfg).build(src, [], base / "logs" / label, base / "out" / label)
-        detach_sign(cfg.signing, key, pkg)
-        out[label] = pkg
-    return out
+
+    def make(base: Path) -> dict[str, str]:
+        cfg = config_mod.load(write_config(base / "avfrepo.toml", "file:///nowhere", signing_home))
+        key = signing_key(cfg.signing)
+        out: dict[str, str] = {}
+        wanted = [("t-a", r, "a") for r in (1, 2, 3, 4)] + [("t-b", 1, "b"), ("t-a", 1, "other")]
+        for name, rel, note in wanted:
+            label = f"{name}-{rel}" + ("-other" if note == "other" else "")
+            src = base / "src" / label
+            src.mkdir(parents=True)
+            (src / "PKGBUILD").write_text(_pkgbuild(name, rel, note))
+            pkg, = MakepkgBackend(cfg).build(src, [], base / "logs" / label, base / "out" / label)
+            detach_sign(cfg.signing, key, pkg)
+            out[label] = str(pkg)
+        return out
+    return {label: Path(p) for label, p in shared(tmp_path_factory, "built", make).items()}
 
 
 def fresh(built: dict[str, Path], tmp_path: Path, *labels: str) -> list[Path]:
@@ -76,16 +78,18 @@ def rcfg(tmp_path, signing_home) -> config_mod.Config:
 def trusted_gpgdir(tmp_path_factory, signing_home) -> Path:
     """A pacman keyring that trusts the test repository key (pacman-key --init is slow: once)."""
     require_tools("pacman", "pacman-key")
-    base = tmp_path_factory.mktemp("pacman-trust")
     from avfrepo.config import SigningConfig
     from avfrepo.signing import export_public
-    sc = SigningConfig(None, signing_home)
-    key = signing_key(sc)
-    asc = base / "avf.asc"
-    asc.write_bytes(export_public(sc, key.fingerprint, armor=True))
-    c = PacmanRoot(base / "c", {"avf": "file:///nowhere"})
-    c.trust(asc, key.fingerprint)
-    return c.gpgdir
+
+    def make(base: Path) -> str:
+        sc = SigningConfig(None, signing_home)
+        key = signing_key(sc)
+        asc = base / "avf.asc"
+        asc.write_bytes(export_public(sc, key.fingerprint, armor=True))
+        c = PacmanRoot(base / "c", {"avf": "file:///nowhere"})
+        c.trust(asc, key.fingerprint)
+        return str(c.gpgdir)
+    return Path(shared(tmp_path_factory, "pacman-trust", make))
 
 
 def pacman_client(cfg, tmp_path: Path, trusted_gpgdir: Path, name: str = "client") -> PacmanRoot:

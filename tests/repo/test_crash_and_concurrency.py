@@ -48,11 +48,14 @@ def test_sigkill_at_50_points_leaves_the_old_or_the_new_repository(rcfg, built, 
              [lo + (hi - lo) * (i + 0.5) / CHECK_KILLS for i in range(CHECK_KILLS)]
 
     seen = collections.Counter()
+    tmpdir = tmp_path / "tmpdir"        # the killed runs' $TMPDIR: a killed repo-add must leave nothing here
+    tmpdir.mkdir()
     for run, delay in enumerate(delays):
         shutil.rmtree(rcfg.repo.path)
         shutil.copytree(baseline, rcfg.repo.path, symlinks=True)
         # the whole process group: python and the repo-add/gpg it started
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, "TMPDIR": str(tmpdir)})
         time.sleep(delay)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -70,6 +73,10 @@ def test_sigkill_at_50_points_leaves_the_old_or_the_new_repository(rcfg, built, 
     subprocess.run(argv, check=True, capture_output=True)
     final = verify(rcfg)
     assert final.ok and not final.warnings()
+    # repo-add's repo-tools.* work folders went with the snapshot (a SIGKILLed python may still
+    # leave its own tempfile folder: nothing can clean up after SIGKILL; the test removes those)
+    assert sorted(tmpdir.glob("repo-tools.*")) == []
+    shutil.rmtree(tmpdir)
 
 
 def _timed_publish(argv: list[str], cfg) -> tuple[float, tuple[float, float]]:

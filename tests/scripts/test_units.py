@@ -59,7 +59,10 @@ def test_cycle_script_runs_sync_build_verify_for_real(cfg, tmp_path):
     repo = git.Repo.init(cfg.root)
     (cfg.root / ".gitignore").write_text("cache/\nlogs/\nrepo/\nupstream/\n.venv/\n")
     repo.git.add(".gitignore")
-    repo.git.commit("-qm", "init")
+    # the fixture's own commit names its author (no global identity on a fresh machine);
+    # the repository keeps none, so sync --commit must fall back to the packager
+    repo.git.execute(["git", "-c", "user.name=fixture", "-c", "user.email=fixture@example.invalid",
+                      "commit", "-qm", "init"])
     venv_bin = cfg.root / ".venv/bin"
     venv_bin.mkdir(parents=True)
     (venv_bin / "avfrepo").symlink_to(Path(sys.executable).parent / "avfrepo")

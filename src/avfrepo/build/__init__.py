@@ -22,12 +22,13 @@ from typing import Callable
 from .. import provenance, signing
 from .. import state as state_mod
 from ..config import Config
-from ..errors import AvfrepoError, ConfigError
+from ..errors import AvfrepoError, ConfigError, NothingSynced
 from ..formats import pkginfo
 from ..repo.publish import publish
 from ..versions import vercmp
 from . import history
 from .backends import backend_for
+from . import plan as plan_mod
 from .plan import PlannedBuild, compute, plan, published
 
 __all__ = ["BuildReport", "BuildResult", "build", "check_artifact", "format_summary", "plan"]
@@ -129,6 +130,8 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
     jobs = cfg.build.jobs if jobs is None else jobs
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ConfigError(f"--jobs must be a whole number of at least 1, got {jobs!r}")
+    if not plan_mod.synced(cfg):
+        raise NothingSynced(cfg.pkgbuilds)           # not "nothing to build": nothing was ever synced
     key = signing.signing_key(cfg.signing)          # a missing key fails before any build
     failures = history.load(cfg)
     planner, ordered = compute(cfg, requested, only=only, failures=failures)

@@ -76,6 +76,11 @@ def published(cfg: Config) -> dict[str, DbEntry]:
         raise AvfrepoError(f"{path}: {exc}") from None
 
 
+def synced(cfg: Config) -> bool:
+    """Whether `avfrepo sync` has written any package under pkgbuilds/."""
+    return cfg.pkgbuilds.is_dir() and any(cfg.pkgbuilds.glob("*/.SRCINFO"))
+
+
 def load_srcinfos(cfg: Config) -> dict[str, tuple[Path, srcinfo.SrcInfo]]:
     out = {}
     if not cfg.pkgbuilds.is_dir():

@@ -57,6 +57,8 @@ class ImageResult:
     first_boot: list[str] = field(default_factory=list)
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)     # wall time of each step, seconds
+    avf_packages: list[dict[str, object]] = field(default_factory=list)   # dry run: [avf] from pkgbuilds/
+    problems: list[str] = field(default_factory=list)          # dry run: what stops the build now
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -66,27 +68,59 @@ def manifest_path(output: Path) -> Path:
     return output.with_name(output.name + ".manifest.json")
 
 
-def check_tools() -> None:
+def missing_tools() -> str | None:
     missing = [t for t in REQUIRED_TOOLS if which(t) is None]
     if missing:
         pkgs = sorted({REQUIRED_TOOLS[t] for t in missing})
-        raise ImageError(f"missing tool(s): {', '.join(missing)} (Debian: apt-get install {' '.join(pkgs)}; "
-                         "scripts/setup-debian.sh installs them)")
+        return (f"missing tool(s): {', '.join(missing)} (Debian: apt-get install {' '.join(pkgs)}; "
+                "scripts/setup-debian.sh installs them)")
+    return None
+
+
+def check_tools() -> None:
+    problem = missing_tools()
+    if problem:
+        raise ImageError(problem)
+
+
+def problems(cfg: Config, output: Path) -> list[str]:
+    """What stops a build now, in the order preflight reports it (empty: ready)."""
+    from ..build.plan import synced
+    img = cfg.image_settings
+    out = [p for p in [missing_tools()] if p]
+    if output.parent.exists() and not output.parent.is_dir():
+        out.append(f"{output.parent}: not a folder")
+    if output.is_dir():
+        out.append(f"{output}: is a folder, not an archive path")
+    if img.avf_source == "local" and not cfg.repo.db.is_file():
+        if not synced(cfg):
+            out.append(f"nothing synced yet: {cfg.pkgbuilds} has no package (run `avfrepo sync`, then "
+                       "`avfrepo build`, before the image)")
+        else:
+            out.append(f"[{cfg.repo.name}] is not published at {cfg.repo.published} (run `avfrepo build`, "
+                       "or set [image] avf_source = \"server\")")
+    if not (img.gpgdir / "pubring.gpg").is_file() and not (img.gpgdir / "pubring.kbx").is_file():
+        out.append(f"no pacman keyring at {img.gpgdir} ([image] gpgdir): pacman-key --init, then trust the "
+                   f"Arch Linux ARM keys and the [{cfg.repo.name}] key")
+    return out
 
 
 def preflight(cfg: Config, output: Path) -> None:
-    img = cfg.image_settings
-    check_tools()
-    if output.parent.exists() and not output.parent.is_dir():
-        raise ImageError(f"{output.parent}: not a folder")
-    if output.is_dir():
-        raise ImageError(f"{output}: is a folder, not an archive path")
-    if img.avf_source == "local" and not cfg.repo.db.is_file():
-        raise ImageError(f"[{cfg.repo.name}] is not published at {cfg.repo.published} (run `avfrepo build`, "
-                         "or set [image] avf_source = \"server\")")
-    if not (img.gpgdir / "pubring.gpg").is_file() and not (img.gpgdir / "pubring.kbx").is_file():
-        raise ImageError(f"no pacman keyring at {img.gpgdir} ([image] gpgdir): pacman-key --init, then trust the "
-                         f"Arch Linux ARM keys and the [{cfg.repo.name}] key")
+    found = problems(cfg, output)
+    if found:
+        raise ImageError(found[0])
+
+
+def avf_plan(cfg: Config) -> list[dict[str, object]]:
+    """Each [avf] package as pkgbuilds/ has it, with what is published of it: what the image's
+    [avf] will hold once `avfrepo build` has run (read from local files only)."""
+    from ..build.plan import load_srcinfos, published
+    repo = published(cfg)
+    rows = []
+    for base, (_, info) in sorted(load_srcinfos(cfg).items()):
+        rows.append({"pkgbase": base, "pkgbuild": info.version,
+                     "published": {n: repo[n].version if n in repo else None for n in info.pkgnames}})
+    return rows
 
 
 def build_image(cfg: Config, output: Path | None = None, *, dry_run: bool = False,
@@ -97,9 +131,11 @@ def build_image(cfg: Config, output: Path | None = None, *, dry_run: bool = Fals
     result = ImageResult(output=str(output), manifest=str(manifest_path(output)), dry_run=dry_run,
                          repos=[{"name": r.name, "server": r.server, "siglevel": r.siglevel} for r in repos],
                          packages_requested=list(img.packages), first_boot=list(rootfs.FIRST_BOOT))
-    preflight(cfg, output)
-    if dry_run:
+    if dry_run:                     # the plan, and what stops it, without stopping at the first
+        result.avf_packages = avf_plan(cfg)
+        result.problems = problems(cfg, output)
         return result
+    preflight(cfg, output)
     start = time.monotonic()
     output.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(output)

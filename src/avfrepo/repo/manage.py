@@ -58,9 +58,13 @@ def rollback(cfg: Config, name: str, version: str | None = None,
         else:
             older = [f for f in candidates if current is None or vercmp(f.version, current.version) < 0]
             chosen = sorted(older, key=functools.cmp_to_key(lambda a, b: vercmp(a.version, b.version)))[-1:]
+            if not chosen and current is None:
+                raise AvfrepoError(f"{name} is not in [{cfg.repo.name}] and has no archived version "
+                                   "(`avfrepo repo list` shows what is there)")
             if not chosen:
-                raise AvfrepoError(f"no archived version of {name} older than "
-                                   f"{current.version if current else 'nothing'} to roll back to")
+                have = ", ".join(_newest_first([f.version for f in candidates])) or "none"
+                raise AvfrepoError(f"no archived version of {name} older than {current.version} (the published one) "
+                                   f"to roll back to; archived: {have}")
         f = chosen[0]
         transaction(cfg, key, add=[layout.pool(cfg) / f.filename], allow_downgrade=True, progress=progress,
                     hold={name: current.version} if current is not None and vercmp(f.version, current.version) < 0 else None)

@@ -311,7 +311,11 @@ def _fill_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], li
             if src.exists():
                 shutil.copy2(src, tmp / f)
     db = tmp / f"{name}.db.tar.gz"
-    env = {"GNUPGHOME": str(cfg.signing.gnupg_home)}
+    # repo-add's own work folder (repo-tools.XXXXXXXXXX, under $TMPDIR) beside the snapshot:
+    # a killed repo-add cannot remove it, the next run's cleanup_leftovers (.tmp-*) does
+    work = snaps / f".tmp-{gen}-{os.getpid()}-work"
+    work.mkdir()
+    env = {"GNUPGHOME": str(cfg.signing.gnupg_home), "TMPDIR": str(work)}
     if remove:
         run(["repo-remove", "--nocolor", "-s", "-v", "-k", key.fingerprint, str(db), *remove], env=env)
     if add:
@@ -320,6 +324,7 @@ def _fill_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], li
     for base in (f"{name}.db.tar.gz", f"{name}.files.tar.gz"):     # repo-add's backups: never served
         for f in (base + ".old", base + ".old.sig"):
             (tmp / f).unlink(missing_ok=True)
+    shutil.rmtree(work)
     pool = layout.pool(cfg)
     for filename in sorted(e.filename for e in listed.values()):
         for f in (filename, filename + ".sig"):

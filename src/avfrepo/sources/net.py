@@ -105,6 +105,7 @@ def stream(upstream: str, url: str, net: NetPolicy, write: Callable[[bytes], Non
 
 def http_get(upstream: str, url: str, net: NetPolicy, *, accept: str = "*/*") -> bytes:
     """GET url and return the body, retrying transient failures; UpstreamError otherwise."""
+    import requests     # here, not at the top: a sync of git upstreams only never pays its import (~0.1 s)
 
     def attempt() -> bytes:
         body = bytearray()
