@@ -201,12 +201,17 @@ def cmd_repo_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_key_import(args: argparse.Namespace) -> int:
-    from .signing import import_secret, signing_key
+    from .signing import import_public, import_secret, keyring_key, signing_key
     cfg = config_mod.load(args.config)
     try:
         data = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
     except OSError as exc:
         raise ConfigError(f"{args.file}: cannot read: {exc.strerror}") from None
+    if args.public:
+        import_public(cfg.signing, data)
+        key = keyring_key(cfg.signing)
+        print(f"public key {key.fingerprint} ({key.uid}) ready in {cfg.signing.gnupg_home} (sync can render avf-keyring)")
+        return 0
     import_secret(cfg.signing, data)
     key = signing_key(cfg.signing)
     print(f"signing key {key.fingerprint} ({key.uid}) ready in {cfg.signing.gnupg_home}")
@@ -398,6 +403,9 @@ def parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     ki.set_defaults(func=cmd_key_import)
     ki.add_argument("file", metavar="FILE", help="armored secret key, or - for standard input")
+    ki.add_argument("--public", action="store_true",
+                    help="import the repository's armored PUBLIC key instead: enough for sync (avf-keyring), "
+                         "so a job that only syncs never holds the secret")
 
     sp = add("status", cmd_status, "where every package stands, upstream to published",
              "Per package: the upstream versions and commits it was rendered from, the PKGBUILD\n"
