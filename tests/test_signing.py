@@ -13,7 +13,8 @@ import pytest
 from avfrepo.config import SigningConfig
 from avfrepo.errors import SigningError
 from avfrepo.signing import (
-    detach_sign, export_public, init_key, secret_keys, signing_key, verification_key, verify_detached,
+    detach_sign, export_public, import_public, init_key, keyring_key, secret_keys, signing_key, verification_key,
+    verify_detached,
 )
 
 from .conftest import require_tools
@@ -159,6 +160,26 @@ def test_verification_key_needs_only_the_public_key(tmp_path, repo_key):
         verification_key(SigningConfig("C" * 40, pub_home))
     with pytest.raises(SigningError, match="no signing key"):
         verification_key(SigningConfig(None, pub_home))          # no fingerprint and no secret key
+
+
+def test_keyring_key_needs_only_the_public_key_and_import_public_refuses_a_secret(tmp_path, repo_key):
+    cfg, key = repo_key
+    pub = SigningConfig(None, tmp_path / "public-only")
+    with pytest.raises(SigningError, match="key import --public"):
+        keyring_key(pub)
+    armored = export_public(cfg, key.fingerprint, armor=True)
+    assert [k.fingerprint for k in import_public(pub, armored)] == [key.fingerprint]
+    assert keyring_key(pub) == key == keyring_key(cfg)
+    assert secret_keys(pub.gnupg_home) == []
+    with pytest.raises(SigningError, match="no signing key"):
+        signing_key(pub)
+    with pytest.raises(SigningError, match="key import --public"):
+        keyring_key(SigningConfig("C" * 40, pub.gnupg_home))
+    secret = subprocess.run(["gpg", "--homedir", str(cfg.gnupg_home), "--batch", "--armor", "--export-secret-keys",
+                             key.fingerprint], check=True, capture_output=True).stdout
+    with pytest.raises(SigningError, match="not an armored OpenPGP public key"):
+        import_public(SigningConfig(None, tmp_path / "other"), secret)
+    assert not (tmp_path / "other").exists()
 
 
 # --- export ----------------------------------------------------------------------------

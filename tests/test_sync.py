@@ -180,6 +180,23 @@ def test_missing_signing_key_refuses_the_keyring_only(cfg, tmp_path):
     assert not (cfg.pkgbuilds / "avf-keyring").exists()
 
 
+def test_the_public_key_alone_renders_the_keyring(cfg, tmp_path, capsys, monkeypatch):
+    # CI: the sync job holds only the repository's public key, never the secret
+    from avfrepo.cli import main
+    from avfrepo.signing import export_public, signing_key
+    asc = tmp_path / "avf.asc"
+    asc.write_bytes(export_public(cfg.signing, signing_key(cfg.signing).fingerprint, armor=True))
+    home = tmp_path / "public-gnupg"
+    with monkeypatch.context() as m:
+        m.setenv("AVFREPO_GNUPGHOME", str(home))
+        assert main(["--config", str(cfg.file), "key", "import", "--public", str(asc)]) == 0
+    assert "ready in" in capsys.readouterr().out
+    report = sync(dataclasses.replace(cfg, signing=SigningConfig(None, home)))
+    assert actions(report) == {"avf-config": "new", "avf-keyring": "new"}
+    assert (cfg.pkgbuilds / "avf-keyring/avf.gpg").read_bytes() == export_public(
+        cfg.signing, signing_key(cfg.signing).fingerprint, armor=False)
+
+
 def test_naming_a_package_syncs_only_it_and_skips_its_unused_upstreams(cfg, tmp_path):
     broken = with_avf(cfg, url=(tmp_path / "gone").as_uri())
     report = sync(broken, only=["avf-keyring"])

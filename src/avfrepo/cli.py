@@ -79,6 +79,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.only and not args.names:
         print("avfrepo: error: --only needs the packages to build", file=sys.stderr)
         return 2
+    if args.unsigned is not None and (args.dry_run or args.plan or args.reproduce is not None):
+        print("avfrepo: error: --unsigned builds; it takes no --dry-run, --plan or --reproduce", file=sys.stderr)
+        return 2
     if args.reproduce is not None:
         if args.names or args.only or args.dry_run or args.plan or fmt == "github-matrix":
             print("avfrepo: error: --reproduce takes one package and no other packages, --only, --dry-run or --plan",
@@ -92,8 +95,10 @@ def cmd_build(args: argparse.Namespace) -> int:
             print(format_report(rep))
         return 0 if rep.reproducible else 1
     cfg = config_mod.load(args.config)
+    from pathlib import Path
     report = build(cfg, None if args.only else args.names or None, dry_run=args.dry_run or args.plan,
-                   progress=_progress, jobs=args.jobs, only=args.names if args.only else None)
+                   progress=_progress, jobs=args.jobs, only=args.names if args.only else None,
+                   unsigned_to=Path(args.unsigned).resolve() if args.unsigned is not None else None)
     if fmt == "json":
         _print_json(report.to_json())
     elif fmt == "github-matrix":
@@ -158,9 +163,25 @@ def cmd_repo_list(args: argparse.Namespace) -> int:
 
 def cmd_repo_add(args: argparse.Namespace) -> int:
     from pathlib import Path
-    from .repo.publish import publish
+    from .repo.publish import publish, sign_and_publish
     from .signing import signing_key
     cfg = config_mod.load(args.config)
+    if args.dry_run and args.plan is None:
+        print("avfrepo: error: --dry-run checks unsigned packages against a plan: it needs --plan", file=sys.stderr)
+        return 2
+    if args.plan is not None:
+        key = None if args.dry_run else signing_key(cfg.signing)
+        checked = sign_and_publish(cfg, key, Path(args.plan), [Path(p).resolve() for p in args.packages],
+                                   dry_run=args.dry_run, progress=_progress)
+        if args.json:
+            _print_json({**checked.to_json(), "dry_run": args.dry_run})
+        else:
+            names = ", ".join(p.name for p in checked.packages)
+            print(("would sign and publish" if args.dry_run else "signed and published")
+                  + f" {len(checked.packages)} package(s): {names}")
+            if checked.missing:
+                print(f"planned but not handed over (their builds failed?): {', '.join(checked.missing)}")
+        return 0
     done = publish(cfg, signing_key(cfg.signing), [Path(p).resolve() for p in args.packages], progress=_progress)
     print(f"published {len(done)} package(s)" + (": " + ", ".join(p.name for p in done) if done else ""))
     return 0
@@ -183,12 +204,17 @@ def cmd_repo_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_key_import(args: argparse.Namespace) -> int:
-    from .signing import import_secret, signing_key
+    from .signing import import_public, import_secret, keyring_key, signing_key
     cfg = config_mod.load(args.config)
     try:
         data = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
     except OSError as exc:
         raise ConfigError(f"{args.file}: cannot read: {exc.strerror}") from None
+    if args.public:
+        import_public(cfg.signing, data)
+        key = keyring_key(cfg.signing)
+        print(f"public key {key.fingerprint} ({key.uid}) ready in {cfg.signing.gnupg_home} (sync can render avf-keyring)")
+        return 0
     import_secret(cfg.signing, data)
     key = signing_key(cfg.signing)
     print(f"signing key {key.fingerprint} ({key.uid}) ready in {cfg.signing.gnupg_home}")
@@ -335,7 +361,10 @@ def parser() -> argparse.ArgumentParser:
              "A failed package is reported with its log; its dependents are skipped, the rest\n"
              "goes on; a summary table ends the run (exit 1 when anything failed).\n"
              "--plan --format github-matrix prints the dependency layers as a GitHub Actions\n"
-             'matrix: {"include": [{"layer": 0, "packages": "a b", "pkgbases": ["a", "b"]}, ...]}.')
+             'matrix: {"include": [{"layer": 0, "packages": "a b", "pkgbases": ["a", "b"]}, ...]}.\n'
+             "--unsigned DIR builds without the key (CI build jobs): checked packages and their\n"
+             "unsigned provenance records go to DIR; `avfrepo repo add --plan` signs them.\n"
+             "--plan and --dry-run need no key.")
     sp.add_argument("names", nargs="*", metavar="PKGBASE", help="build these even if current")
     sp.add_argument("--dry-run", action="store_true", help="print the plan with reasons, build nothing")
     sp.add_argument("--plan", action="store_true", help="print the plan (like --dry-run), see --format")
@@ -345,6 +374,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("-j", "--jobs", type=int, metavar="N", help="build N packages at a time (default: [build] jobs)")
     sp.add_argument("--only", action="store_true",
                     help="build exactly the named packages, nothing else (e.g. one layer of a matrix)")
+    sp.add_argument("--unsigned", metavar="DIR",
+                    help="build without the signing key: check each package, leave it and its unsigned "
+                         "provenance record in DIR, publish nothing (the signer runs `repo add --plan`)")
     sp.add_argument("--reproduce", metavar="PKG",
                     help="rebuild the published PKG (pkgname or pkgbase) with its recorded SOURCE_DATE_EPOCH, "
                          "publish nothing, compare the bytes (exit 0 identical, 1 not)")
@@ -391,13 +423,25 @@ def parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     r.set_defaults(func=cmd_repo_list)
     r.add_argument("--json", action="store_true", help="print as JSON")
-    r = rsub.add_parser("add", help="publish packages built elsewhere (each signed, .sig beside it)",
+    r = rsub.add_parser("add", help="publish packages built elsewhere (signed, or unsigned checked against a plan)",
                         description="Validate and publish package files, e.g. from distributed builders: each\n"
                                     "must carry a .sig by the repository key, match its .PKGINFO and not\n"
-                                    "downgrade or replace a published version with other bytes.",
+                                    "downgrade or replace a published version with other bytes.\n"
+                                    "--plan PLAN: the packages are UNSIGNED outputs of `avfrepo build --unsigned`\n"
+                                    "(CI build jobs never hold the key). Each is checked against PLAN (from\n"
+                                    "`avfrepo build --plan --json`): its pkgbase is planned, its pkgname belongs\n"
+                                    "to it, its version is the planned one, its pkgbase is complete, and its\n"
+                                    "provenance record (beside it) names it; only then are they signed and\n"
+                                    "published. A planned pkgbase with no package is reported, not an error.\n"
+                                    "  avfrepo build --plan --json > plan.json        # before the builds\n"
+                                    "  avfrepo build --only PKGBASE --unsigned out/   # each build job, no key\n"
+                                    "  avfrepo repo add --plan plan.json out/*.pkg.tar.zst   # the signer",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     r.set_defaults(func=cmd_repo_add)
     r.add_argument("packages", nargs="+", metavar="PKG", help="package files (*.pkg.tar.*), each with its .sig beside it")
+    r.add_argument("--plan", metavar="PLAN", help="check unsigned packages against this build plan, then sign them")
+    r.add_argument("--dry-run", action="store_true", help="with --plan: check only, sign and publish nothing")
+    r.add_argument("--json", action="store_true", help="with --plan: print what was checked as JSON")
     r = rsub.add_parser("rollback", help="publish an archived version again",
                         description="Publish an archived version again (default: the newest one older than the "
                                     "published). Users get it with `pacman -Syuu`.")
@@ -419,6 +463,9 @@ def parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     ki.set_defaults(func=cmd_key_import)
     ki.add_argument("file", metavar="FILE", help="armored secret key, or - for standard input")
+    ki.add_argument("--public", action="store_true",
+                    help="import the repository's armored PUBLIC key instead: enough for sync (avf-keyring), "
+                         "so a job that only syncs never holds the secret")
 
     sp = add("status", cmd_status, "where every package stands, upstream to published",
              "Per package: the upstream versions and commits it was rendered from, the PKGBUILD\n"

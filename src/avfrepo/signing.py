@@ -41,19 +41,29 @@ def _prepare_home(home: Path) -> None:
 
 
 def secret_keys(home: Path) -> list[Key]:
+    return _list(home, secret=True)
+
+
+def public_keys(home: Path) -> list[Key]:
+    return _list(home, secret=False)
+
+
+def _list(home: Path, *, secret: bool) -> list[Key]:
     if not home.is_dir():
         return []
-    res = _gpg(home, "--with-colons", "--fixed-list-mode", "--list-secret-keys", check=False)
+    what = "secret keys" if secret else "keys"
+    res = _gpg(home, "--with-colons", "--fixed-list-mode", "--list-secret-keys" if secret else "--list-keys",
+               check=False)
     out = res.stdout
     if res.returncode != 0 and not out.strip():
         why = (res.stderr.strip().splitlines() or ["no output"])[-1]
         hint = "" if os.access(home, os.W_OK) else " (the GnuPG home is not writable: gpg needs its lock files and agent socket there)"
-        raise SigningError(f"gpg cannot list the secret keys in {home}: {why}{hint}")
+        raise SigningError(f"gpg cannot list the {what} in {home}: {why}{hint}")
     keys: list[Key] = []
     cur: dict[str, str] = {}
     for line in out.splitlines():
         f = line.split(":")
-        if f[0] == "sec":
+        if f[0] == ("sec" if secret else "pub"):
             if cur.get("fpr"):
                 keys.append(_key(cur))
             cur = {"validity": f[1], "created": f[5], "expires": f[6], "caps": f[11] if len(f) > 11 else ""}
@@ -114,6 +124,25 @@ def probe_signing(cfg: SigningConfig, key: Key, public: bytes | None = None) -> 
     if res.returncode != 0 or not made:
         why = (res.stderr.strip().splitlines() or ["no signature made"])[-1]
         raise SigningError(f"signing key {key.fingerprint} cannot sign: {why}")
+
+
+def keyring_key(cfg: SigningConfig) -> Key:
+    """The repository key as far as its public part goes (what avf-keyring ships): the
+    signing key when the home holds it, else the public key [signing] key names, or the only
+    public key in the home (CI: the sync job holds only the public key)."""
+    try:
+        return signing_key(cfg)
+    except SigningError:
+        if secret_keys(cfg.gnupg_home):
+            raise
+    keys = public_keys(cfg.gnupg_home)
+    if cfg.key:
+        keys = [k for k in keys if k.fingerprint == cfg.key.upper()]
+    if len(keys) != 1:
+        raise SigningError(f"no signing key in {cfg.gnupg_home}: run `avfrepo key init`, or import the "
+                           f"repository's public key (`avfrepo key import --public`)"
+                           + (f"; {len(keys)} public keys there: set [signing] key" if len(keys) > 1 else ""))
+    return keys[0]
 
 
 def init_key(cfg: SigningConfig, uid: str) -> tuple[Key, bool]:
@@ -231,6 +260,19 @@ def verification_key(cfg: SigningConfig) -> str:
             raise SigningError(f"the repository key {cfg.key} is not in {cfg.gnupg_home}: import its public key")
         return cfg.key
     return signing_key(cfg).fingerprint
+
+
+def import_public(cfg: SigningConfig, armored: bytes) -> list[Key]:
+    """Import the repository's armored public key (never a secret one) into the configured
+    GnuPG home; return the public keys the home then holds."""
+    if b"PRIVATE KEY BLOCK" in armored or b"PUBLIC KEY BLOCK" not in armored:
+        raise SigningError("not an armored OpenPGP public key (export it with gpg --armor --export)")
+    _prepare_home(cfg.gnupg_home)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "key.asc"
+        src.write_bytes(armored)
+        _gpg(cfg.gnupg_home, "--import", str(src))
+    return public_keys(cfg.gnupg_home)
 
 
 def import_secret(cfg: SigningConfig, armored: bytes) -> list[Key]:

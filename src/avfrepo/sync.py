@@ -281,7 +281,7 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
     key = public = None
     if "avf-keyring" in wanted:
         try:
-            key = signing.signing_key(cfg.signing)
+            key = signing.keyring_key(cfg.signing)       # the public part suffices
             public, _ = signing.public_key_files(cfg.signing, key.fingerprint, cfg.cache)
         except SigningError as exc:
             log.debug("no key for the keyring: %s", exc)

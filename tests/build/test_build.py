@@ -51,6 +51,14 @@ def test_missing_signing_key_fails_before_any_build(pkgs, tmp_path):
     assert not pkgs.logs.exists() and not pkgs.repo.path.exists()
 
 
+def test_plan_needs_no_key_and_names_each_pkgbase_s_packages(pkgs, tmp_path):
+    # the CI job that plans (and the build jobs) never hold the signing key
+    nokey = dataclasses.replace(pkgs, signing=SigningConfig(None, tmp_path / "empty"))
+    report = build(nokey, dry_run=True)
+    assert {r.pkgbase: r.pkgnames for r in report.results} == {b: [b] for b in ("t-a", "t-b", "t-c", "t-d")}
+    assert report.to_json()["results"][0]["pkgnames"] == ["t-a"]
+
+
 def test_dry_run_plans_but_builds_nothing(pkgs):
     report = build(pkgs, dry_run=True)
     assert [r.status for r in report.results] == ["planned"] * 4

@@ -8,6 +8,11 @@ rest goes on. Every artifact is checked and signed by its worker; everything bui
 published at the end in one transaction, so nothing of a failed package reaches the repo.
 Every package is built with SOURCE_DATE_EPOCH set (provenance.source_date_epoch) and gets a
 signed provenance record beside it (provenance.py), published with it.
+
+`unsigned_to` splits building from signing (CI: build jobs never see the key): the run needs
+no key, checks each artifact, writes it and its unsigned provenance record into that folder
+and publishes nothing; the job holding the key checks them against the build plan, signs and
+publishes (repo.publish.sign_and_publish, `avfrepo repo add --plan`).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class BuildResult:
     layer: int = 0
     depends_on: list[str] = field(default_factory=list)
     pkgbuild_version: str | None = None
+    pkgnames: list[str] = field(default_factory=list)     # what the pkgbase builds (the plan names them)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -78,7 +84,8 @@ class BuildReport:
 
 def _result(item: PlannedBuild) -> BuildResult:
     return BuildResult(item.pkgbase, item.version, list(item.reasons), layer=item.layer,
-                       depends_on=list(item.deps), pkgbuild_version=item.pkgbuild_version)
+                       depends_on=list(item.deps), pkgbuild_version=item.pkgbuild_version,
+                       pkgnames=list(item.info.pkgnames))
 
 
 def check_artifact(cfg: Config, item: PlannedBuild, pkg: Path, repo: dict | None = None) -> pkginfo.PkgInfo:
@@ -121,18 +128,24 @@ def _closure(items: dict[str, PlannedBuild], base: str) -> list[str]:
 
 def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = False,
           progress: Callable[[str], None] = lambda s: None, jobs: int | None = None,
-          only: list[str] | None = None, heartbeat: float = 60.0, backend=None) -> BuildReport:
+          only: list[str] | None = None, heartbeat: float = 60.0, backend=None,
+          unsigned_to: Path | None = None) -> BuildReport:
     """Build what is due (see plan.py for the reasons), `jobs` at a time, and publish it.
 
     requested: also build these; only: build exactly these; heartbeat: seconds between
-    "still building" progress lines; backend: a backend object (default: [build] backend).
+    "still building" progress lines; backend: a backend object (default: [build] backend);
+    unsigned_to: sign and publish nothing, no key needed: leave each checked package and its
+    unsigned provenance record in this folder (status "built").
     """
     jobs = cfg.build.jobs if jobs is None else jobs
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ConfigError(f"--jobs must be a whole number of at least 1, got {jobs!r}")
     if not plan_mod.synced(cfg):
         raise NothingSynced(cfg.pkgbuilds)           # not "nothing to build": nothing was ever synced
-    key = signing.signing_key(cfg.signing)          # a missing key fails before any build
+    if unsigned_to is not None and unsigned_to.exists() and not unsigned_to.is_dir():
+        raise ConfigError(f"{unsigned_to}: not a folder")
+    sign = unsigned_to is None and not dry_run
+    key = signing.signing_key(cfg.signing) if sign else None   # a missing key fails before any build
     failures = history.load(cfg)
     planner, ordered = compute(cfg, requested, only=only, failures=failures)
     report = BuildReport(dry_run=dry_run, jobs=jobs)
@@ -143,10 +156,10 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
         return report
 
     backend = backend or backend_for(cfg)
-    public = signing.export_public(cfg.signing, key.fingerprint, armor=False)
+    public = signing.export_public(cfg.signing, key.fingerprint, armor=False) if sign else b""
     state = state_mod.load(cfg.state_file)           # upstreams and inputs for the provenance records
     provenance.tool_versions()                       # asked once, before the workers start
-    out = cfg.cache / "built"
+    out = cfg.cache / "built" if sign else unsigned_to
     built: dict[str, list[Path]] = {}
     started = time.monotonic()
     lock = threading.Lock()
@@ -166,15 +179,19 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
         finished = provenance.utc_now()
         provides = {}
         for p in pkgs:
-            provenance.path_for(p).unlink(missing_ok=True)   # never publish an older run's record
+            record = provenance.path_for(p)
+            for stale in (record, Path(f"{record}.sig"), Path(f"{p}.sig")):
+                stale.unlink(missing_ok=True)        # never hand on an older run's record or signature
             info = check_artifact(cfg, item, p, planner.repo)
-            signing.detach_sign(cfg.signing, key, p)
-            check_signature(public, key.fingerprint, p)
-            record = provenance.write(p, provenance.make(
+            if sign:
+                signing.detach_sign(cfg.signing, key, p)
+                check_signature(public, key.fingerprint, p)
+            provenance.write(p, provenance.make(
                 package=p, info=info, pkgdir=item.pkgdir, state=state, backend=backend.name,
                 started=started, finished=finished, sde=sde))
-            signing.detach_sign(cfg.signing, key, record)
-            check_signature(public, key.fingerprint, record)
+            if sign:
+                signing.detach_sign(cfg.signing, key, record)
+                check_signature(public, key.fingerprint, record)
             provides[info.pkgname] = info.fields.get("provides", [])
         return pkgs, provides
 
@@ -265,7 +282,7 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
                 if why:
                     add_dependents(base, why)
 
-    to_publish = [p for base in items for p in built.get(base, [])]
+    to_publish = [p for base in items for p in built.get(base, [])] if sign else []
     if to_publish:
         say(f"publishing {len(to_publish)} package(s) into {cfg.repo.path}")
         try:

@@ -21,6 +21,13 @@ interrupted run are removed by the next one.
 A package's provenance record (`<file>.provenance.json` + `.sig`, see provenance.py) found
 beside an incoming package travels with it: into the pool, linked into every snapshot that
 lists the package, deleted with it by retention.
+
+Split builds (CI): build jobs without the key hand over unsigned packages (`avfrepo build
+--unsigned DIR`); `sign_and_publish` copies them into a private folder, checks each against
+the build plan (`avfrepo build --plan --json`: its pkgbase was planned, its pkgname belongs to
+it, its version is the planned one, every package of a pkgbase is there, its provenance
+record names it), and only then signs the copies and publishes them in one transaction. A
+build job can thus get nothing signed the plan did not name.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import os
 import re
 import shutil
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -474,3 +482,139 @@ def publish(cfg: Config, key: Key, packages: list[Path], *, allow_downgrade: boo
     with repo_lock(cfg.repo.path, cfg.repo.lock_timeout, "publish", progress):
         done = transaction(cfg, key, add=list(packages), allow_downgrade=allow_downgrade, progress=progress)
     return [layout.pool(cfg) / i.path.name for i in done]
+
+
+_NAME = re.compile(r"^[a-z0-9@_+][a-z0-9@._+-]*$")            # pacman's package name rules
+_VERSION = re.compile(r"^([0-9]+:)?[A-Za-z0-9._+]+-[0-9]+(\.[0-9]+)?$")
+
+
+@dataclass(frozen=True)
+class PlannedBase:
+    pkgbase: str
+    version: str
+    pkgnames: tuple[str, ...]
+
+
+def read_plan(path: Path) -> dict[str, PlannedBase]:
+    """The build plan `avfrepo build --plan --json` printed: pkgbase -> what it must build."""
+    try:
+        obj = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise PublishRefused(f"{path}: cannot read the build plan: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PublishRefused(f"{path}: the build plan is not JSON: {exc}") from None
+    rows = obj.get("results") if isinstance(obj, dict) else None
+    if not isinstance(rows, list):
+        raise PublishRefused(f"{path}: not a build plan (no \"results\" list; make it with `avfrepo build --plan --json`)")
+    plan: dict[str, PlannedBase] = {}
+    for n, row in enumerate(rows):
+        ok = (isinstance(row, dict) and isinstance(row.get("pkgbase"), str) and isinstance(row.get("version"), str)
+              and isinstance(row.get("pkgnames"), list) and row["pkgnames"]
+              and all(isinstance(x, str) and _NAME.match(x) for x in row["pkgnames"])
+              and _NAME.match(row["pkgbase"]) and _VERSION.match(row["version"]))
+        if not ok:
+            raise PublishRefused(f"{path}: entry {n} of the build plan is not a pkgbase with a version and pkgnames")
+        if row["pkgbase"] in plan:
+            raise PublishRefused(f"{path}: {row['pkgbase']} is planned twice")
+        plan[row["pkgbase"]] = PlannedBase(row["pkgbase"], row["version"], tuple(row["pkgnames"]))
+    return plan
+
+
+@dataclass
+class PlanCheck:
+    """What the plan check found: the checked copies, and what was planned but not handed over."""
+    packages: list[Path]
+    missing: list[str]          # planned pkgbases with no package at all (their build failed)
+
+    def to_json(self) -> dict:
+        return {"packages": [p.name for p in self.packages], "missing": self.missing}
+
+
+def check_against_plan(cfg: Config, plan: dict[str, PlannedBase], packages: list[Path]) -> PlanCheck:
+    """Refuse any unsigned package the plan does not account for (names, version, arch, file
+    name, completeness of its pkgbase, its provenance record). Reads, writes nothing."""
+    seen: dict[str, Path] = {}
+    by_base: dict[str, set[str]] = {}
+    for pkg in packages:
+        if pkg.is_symlink() or not pkg.is_file():
+            raise PublishRefused(f"{pkg}: not a regular file")
+        if ".pkg.tar" not in pkg.name:
+            raise PublishRefused(f"{pkg.name}: not a package file (*.pkg.tar.*)")
+        try:
+            info = pkginfo.read(pkg)
+        except (AvfrepoError, ValueError) as exc:
+            raise PublishRefused(f"{pkg.name}: unreadable .PKGINFO: {str(exc).splitlines()[0]}") from None
+        planned = plan.get(info.pkgbase)
+        if planned is None:
+            raise PublishRefused(f"{pkg.name}: pkgbase {info.pkgbase!r} is not in the build plan "
+                                 f"(planned: {', '.join(plan) or 'nothing'})")
+        if info.pkgname not in planned.pkgnames:
+            raise PublishRefused(f"{pkg.name}: {info.pkgname!r} is not one of the packages the plan has "
+                                 f"{planned.pkgbase} build ({', '.join(planned.pkgnames)})")
+        if info.pkgver != planned.version:
+            raise PublishRefused(f"{pkg.name}: version {info.pkgver}, the plan builds {planned.pkgbase} {planned.version}")
+        if info.arch not in (cfg.repo.arch, "any"):
+            raise PublishRefused(f"{pkg.name}: arch {info.arch} does not belong in [{cfg.repo.name}] ({cfg.repo.arch})")
+        expected = f"{info.pkgname}-{info.pkgver}-{info.arch}.pkg.tar"
+        if not pkg.name.startswith(expected):
+            raise PublishRefused(f"{pkg.name}: file name does not match its .PKGINFO ({expected}.*)")
+        if info.pkgname in seen:
+            raise PublishRefused(f"{pkg.name}: a second file for {info.pkgname} (also {seen[info.pkgname].name})")
+        record = provenance.path_for(pkg)
+        try:
+            rec = provenance.read(record)
+        except OSError:
+            raise PublishRefused(f"{pkg.name}: no provenance record beside it ({record.name})") from None
+        except ValueError as exc:
+            raise PublishRefused(f"{record.name}: {exc}") from None
+        wrong = [k for k, want in (("pkgname", info.pkgname), ("pkgbase", info.pkgbase), ("version", info.pkgver),
+                                   ("arch", info.arch), ("filename", pkg.name), ("sha256", sha256_file(pkg)),
+                                   ("size", pkg.stat().st_size)) if getattr(rec, k) != want]
+        if wrong:
+            raise PublishRefused(f"{record.name}: {', '.join(wrong)} do(es) not match {pkg.name}")
+        seen[info.pkgname] = pkg
+        by_base.setdefault(info.pkgbase, set()).add(info.pkgname)
+    for base, names in sorted(by_base.items()):
+        absent = [n for n in plan[base].pkgnames if n not in names]
+        if absent:
+            raise PublishRefused(f"{base} is incomplete: no package for {', '.join(absent)}")
+    return PlanCheck(list(seen.values()), [b for b in plan if b not in by_base])
+
+
+def sign_and_publish(cfg: Config, key: Key, plan_file: Path, packages: list[Path], *, dry_run: bool = False,
+                     progress: Callable[[str], None] = lambda s: None) -> PlanCheck:
+    """Unsigned packages from build jobs: copy them (and their records) into a private
+    folder, check the copies against the plan, sign them and publish them in one
+    transaction. Anything refused leaves the repository as it was; dry_run checks only."""
+    plan = read_plan(plan_file)
+    if not packages:
+        raise PublishRefused("no packages given")
+    cfg.cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="signoff-", dir=cfg.cache) as tmp:
+        staged: list[Path] = []
+        for n, pkg in enumerate(packages):
+            if pkg.is_symlink() or not pkg.is_file():
+                raise PublishRefused(f"{pkg}: not a regular file")
+            d = Path(tmp) / str(n)             # one folder each: equal names are caught by the check
+            d.mkdir()
+            shutil.copyfile(pkg, d / pkg.name)
+            record = provenance.path_for(pkg)
+            if record.is_file() and not record.is_symlink():
+                shutil.copyfile(record, d / record.name)
+            staged.append(d / pkg.name)
+        checked = check_against_plan(cfg, plan, staged)
+        progress(f"{len(checked.packages)} package(s) match the build plan"
+                 + (f"; planned but not built: {', '.join(checked.missing)}" if checked.missing else ""))
+        if dry_run:
+            return checked
+        public = signing.export_public(cfg.signing, key.fingerprint, armor=False)
+        for pkg in checked.packages:
+            for f in (pkg, provenance.path_for(pkg)):
+                signing.detach_sign(cfg.signing, key, f)
+                sig = signing.verify_detached(public, Path(f"{f}.sig"), f, key.fingerprint)
+                if not sig.ok:
+                    raise PublishRefused(f"{f.name}: signature check failed after signing: {sig.reason}")
+        with repo_lock(cfg.repo.path, cfg.repo.lock_timeout, "publish", progress):
+            transaction(cfg, key, add=checked.packages, progress=progress)
+        checked.packages = [layout.pool(cfg) / p.name for p in checked.packages]
+    return checked
