@@ -306,6 +306,7 @@ def _build_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], l
         return _fill_snapshot(cfg, key, add, remove, listed, armored_key, public, tmp, snaps / str(gen))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp.with_name(tmp.name + "-work"), ignore_errors=True)
         raise
 
 
@@ -321,7 +322,7 @@ def _fill_snapshot(cfg: Config, key: Key, add: list[Path], remove: list[str], li
     db = tmp / f"{name}.db.tar.gz"
     # repo-add's own work folder (repo-tools.XXXXXXXXXX, under $TMPDIR) beside the snapshot:
     # a killed repo-add cannot remove it, the next run's cleanup_leftovers (.tmp-*) does
-    work = snaps / f".tmp-{gen}-{os.getpid()}-work"
+    work = tmp.with_name(tmp.name + "-work")
     work.mkdir()
     env = {"GNUPGHOME": str(cfg.signing.gnupg_home), "TMPDIR": str(work)}
     if remove:
