@@ -277,7 +277,7 @@ def test_commit_never_records_the_staging_copy_of_a_killed_sync(cfg, avf):
     repo = git.Repo.init(cfg.root)
     (cfg.root / "README").write_text("x\n")
     repo.git.add("README")
-    repo.git.commit("-qm", "init")
+    repo.git.execute(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "init"])
     report = sync(cfg)
     stale = cfg.pkgbuilds / ".avf-config.new.k1ll3d"          # what a kill inside replace_dir leaves
     stale.mkdir()

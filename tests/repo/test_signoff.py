@@ -174,7 +174,7 @@ def test_publish_rules_still_apply_after_signing_and_leave_the_repository_alone(
     plan = other / "plan.json"
     plan.write_text(json.dumps(build(cfg2, dry_run=True).to_json()))
     build(cfg2, unsigned_to=other / "out")
-    with pytest.raises(PublishRefused, match="same version, other content"):
+    with pytest.raises(PublishRefused, match="was published before with other content"):
         sign_and_publish(rcfg, key, plan, sorted((other / "out").glob("*.pkg.tar.zst")))
     assert read_db(rcfg.repo.db) == before
 
