@@ -247,7 +247,6 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
             raise ConfigError(f"{cfg.file}: [packages] enable: unknown package {', '.join(unknown)} "
                               f"(known: {', '.join(registry)})")
         registry = {n: m for n, m in registry.items() if n in cfg.enabled}
-    image = tuple(p for m in registry.values() for p in packages.image_packages(m))
     wanted, report.skipped = _select(cfg, registry, only)
     needed_upstreams = sorted({u for n in wanted for u in registry[n].UPSTREAMS})
 
@@ -299,7 +298,7 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
             r.action = "refused"
             r.problems.append(tree_problems[name])
             continue
-        ctx = Context(cfg, releases, trees, key, public, image, dict(available))
+        ctx = Context(cfg, releases, trees, key, public, dict(available))
         try:
             rendered = registry[name].render(ctx)
             on_disk = {k: v for k, v in read_tree(cfg.pkgbuilds / name).items() if k != ".SRCINFO"}

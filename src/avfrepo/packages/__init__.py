@@ -97,7 +97,6 @@ class Context:
     trees: dict[str, Path]              # upstream -> sparse work tree (the module's TREES)
     key: Key | None = None
     public_key: bytes | None = None     # binary export of the signing key
-    enabled: tuple[str, ...] = ()       # packages an image installs, of every enabled module
     # package module -> its package names, for every module with a rendered PKGBUILD in
     # pkgbuilds/ (written before, or by this sync): what another package may depend on
     available: dict[str, tuple[str, ...]] = field(default_factory=dict)
