@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Callable, Iterable, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Union
 
-import git
+if TYPE_CHECKING:
+    import git      # GitPython is imported where it is used: a sync that fetches nothing never loads it
 
 from .errors import UpstreamError
 
@@ -68,6 +69,7 @@ class Snapshot:
 
     def open(self) -> "Snapshot":
         """Make the commit's trees available locally (fetching them if the cache lacks them)."""
+        import git
         try:
             repo = git.Repo(self.path) if (self.path / ".git").is_dir() else git.Repo.init(self.path)
         except (git.GitError, OSError) as exc:
@@ -97,6 +99,7 @@ class Snapshot:
 
     def _at_commit(self) -> bool:
         """The cache already holds this commit of this url (read from .git's files)."""
+        import git
         gitdir = self.path / ".git"
         try:
             if (gitdir / "HEAD").read_text().strip() != self.commit:
@@ -108,6 +111,7 @@ class Snapshot:
 
     def _sparse_paths(self) -> list[str] | None:
         """The paths of the current sparse checkout; None when the whole tree is checked out."""
+        import git
         try:
             wt = git.GitConfigParser(str(self.path / ".git/config.worktree"), read_only=True)
             if str(wt.get_value("core", "sparsecheckout", "false")).lower() != "true":
@@ -127,6 +131,7 @@ class Snapshot:
 
     def listing(self, prefix: str = "") -> list[str]:
         """Every file path under `prefix` at the commit, from tree objects only (no blobs)."""
+        import git
         try:
             return listing(self.repo, prefix, self.commit)
         except git.GitCommandError as exc:
@@ -141,6 +146,7 @@ class Snapshot:
         return self.path
 
     def _apply(self, paths: list[str]) -> None:
+        import git
         repo = self.repo
         try:
             if paths:
@@ -167,6 +173,7 @@ class Snapshot:
         return self.path
 
     def _clean(self) -> bool:
+        import git
         try:
             return self.repo.git.status("--porcelain", "--untracked-files=all") == ""
         except git.GitCommandError:
@@ -182,6 +189,7 @@ def listing(repo: git.Repo | Path, prefix: str = "", rev: str = "HEAD") -> list[
 
     A commit's trees never change: listings are kept per (repository, commit, prefix) for
     the process, so computing paths and rendering list guest/ once."""
+    import git
     repo = repo if isinstance(repo, git.Repo) else git.Repo(repo)
     commit = rev
     if rev == "HEAD":

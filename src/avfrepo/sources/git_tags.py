@@ -13,10 +13,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
 from dataclasses import dataclass
-
-import git
 
 from ..config import GIT_NET, GitTagsUpstream, NetPolicy
 from ..errors import UpstreamError
@@ -44,22 +45,35 @@ def ls_remote(name: str, url: str, net: NetPolicy | None = None, options: tuple[
     net = net or GIT_NET
 
     def attempt() -> str:
+        # a plain subprocess, not GitPython: ls-remote is one command, and importing GitPython
+        # would cost a no-op sync more than the query itself.
         # GIT_TERMINAL_PROMPT=0: a private or missing https repository must fail, not ask
-        env = {"GIT_TERMINAL_PROMPT": "0"}
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+        argv = ["git", "ls-remote", *options, "--", url, *patterns]
         try:
-            return git.cmd.Git().ls_remote(*options, url, *patterns, kill_after_timeout=net.timeout, env=env)
-        except git.GitCommandError as exc:
-            stderr = (exc.stderr or str(exc)).strip()
-            if stderr.startswith("stderr: '"):          # GitPython's wrapping
-                stderr = stderr[len("stderr: '"):].removesuffix("'")
-            lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-            fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
-            reason = "git ls-remote failed: " + ((fatal or lines or ["unknown error"])[0])
-            if (isinstance(exc.status, int) and exc.status < 0) or "did not complete in" in stderr:
-                raise Transient(f"git ls-remote gave no answer within {net.timeout:g} s") from None
-            if any(word in stderr.lower() for word in _PERMANENT):
-                raise UpstreamError(name, url, reason) from None
-            raise Transient(reason) from None
+            # its own process group: on a timeout, git's transport helpers (ssh,
+            # git-remote-https) are killed with it and cannot hold the pipes open
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                    env=env, start_new_session=True)
+        except FileNotFoundError:
+            raise UpstreamError(name, url, "git is not installed") from None
+        try:
+            out, err = proc.communicate(timeout=net.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise Transient(f"git ls-remote gave no answer within {net.timeout:g} s") from None
+        if proc.returncode == 0:
+            return out.decode("utf-8", "replace")
+        stderr = err.decode("utf-8", "replace").strip()
+        lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+        fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
+        reason = "git ls-remote failed: " + ((fatal or lines or ["unknown error"])[0])
+        if proc.returncode < 0:
+            raise Transient(f"git ls-remote was killed by signal {-proc.returncode}")
+        if any(word in stderr.lower() for word in _PERMANENT):
+            raise UpstreamError(name, url, reason)
+        raise Transient(reason)
 
     return with_retries(name, url, net, attempt)
 

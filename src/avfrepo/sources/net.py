@@ -9,13 +9,9 @@ since asking again cannot help.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import time
 from typing import Callable, TypeVar
-
-import requests
-import urllib3
 
 from ..config import NetPolicy
 from ..errors import UpstreamError
@@ -62,6 +58,11 @@ def stream(upstream: str, url: str, net: NetPolicy, write: Callable[[bytes], Non
     read within net.timeout and the whole answer within net.deadline (a server sending one
     byte every few seconds never trips a per-read timeout). Raises Transient for a failure
     worth retrying, UpstreamError otherwise."""
+    # imported here: a sync whose upstreams are all git repositories never pays for them (~0.1 s)
+    import http.client
+
+    import requests
+    import urllib3
     end = time.monotonic() + net.deadline
     try:
         with requests.get(url, timeout=(net.timeout, net.timeout), stream=True,
@@ -105,8 +106,6 @@ def stream(upstream: str, url: str, net: NetPolicy, write: Callable[[bytes], Non
 
 def http_get(upstream: str, url: str, net: NetPolicy, *, accept: str = "*/*") -> bytes:
     """GET url and return the body, retrying transient failures; UpstreamError otherwise."""
-    import requests     # here, not at the top: a sync of git upstreams only never pays its import (~0.1 s)
-
     def attempt() -> bytes:
         body = bytearray()
         stream(upstream, url, net, body.extend, accept=accept)
