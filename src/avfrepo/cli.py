@@ -39,7 +39,7 @@ def _progress(msg: str) -> None:
 def cmd_sync(args: argparse.Namespace) -> int:
     from .sync import sync
     cfg = config_mod.load(args.config)
-    report = sync(cfg, dry_run=args.dry_run, only=args.names or None)
+    report = sync(cfg, dry_run=args.dry_run, only=args.names or None, rerender=args.rerender)
     sha = None
     if args.commit and report.written:
         from .sync import commit
@@ -346,12 +346,17 @@ def parser() -> argparse.ArgumentParser:
              "  unchanged inputs                         -> nothing (even on a new tag)\n"
              "  older upstream version                   -> refused, never a downgrade\n"
              "A recorded tag that moved to another commit is refused. Nothing is written unless\n"
-             "every upstream answered. Exit 0 applied/nothing to do, 1 refused, 2 usage.")
+             "every upstream answered. A package whose inputs (upstream releases, avfrepo.toml,\n"
+             "its pkgbuilds/ directory, the key, avfrepo and its tools) are those of its last\n"
+             "render is not rendered again (record: <cache>/sync-inputs.json; --rerender ignores\n"
+             "it). Exit 0 applied/nothing to do, 1 refused, 2 usage.")
     sp.add_argument("names", nargs="*", metavar="NAME", help="limit to these packages or upstreams")
     sp.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
     sp.add_argument("--json", action="store_true", help="print the report as JSON")
     sp.add_argument("--commit", action="store_true",
                     help="commit what changed under pkgbuilds/ (one git commit listing packages and reasons)")
+    sp.add_argument("--rerender", action="store_true",
+                    help="render every package, even those whose inputs are as at their last render")
 
     sp = add("build", cmd_build, "build what changed, sign and publish it",
              "Build every package whose PKGBUILD version is newer than the repository's (and the\n"

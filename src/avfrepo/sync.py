@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import checkout, packages, signing, state as state_mod
+from . import packages, render_record, signing, state as state_mod
 from .config import Config
 from .errors import AvfrepoError, ConfigError, SigningError
 from .fsutil import read_tree, remove_swap_leftovers, replace_dir
@@ -132,6 +132,7 @@ def _fetch_trees(cfg: Config, modules, releases: dict[str, Release]) -> tuple[di
         else:
             raise ConfigError(f"[upstreams.{name}]: packages read its source tree, so it needs a git source "
                               "(source_git)")
+        from . import checkout
         snap = checkout.Snapshot(name, url, tag, rel.commit or "", cfg.cache)
 
         def guarded(pkg, spec):
@@ -237,7 +238,8 @@ def _rendered_names(cfg: Config, name: str, st: state_mod.State) -> tuple[str, .
         return None
 
 
-def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -> SyncReport:
+def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
+         rerender: bool = False) -> SyncReport:
     report = SyncReport(dry_run=dry_run)
     st = state_mod.load(cfg.state_file)
     registry = packages.registry()
@@ -274,34 +276,70 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
     if report.problems:
         return report
 
-    # 3. fetch the upstream trees packages read (only the paths they declare)
-    trees, tree_problems = _fetch_trees(cfg, [registry[n] for n in wanted], releases)
+    # 3. which packages need a render at all: the others' inputs are those of their last
+    # render (render_record), so their render would say "unchanged"
+    record = {} if rerender else render_record.load(cfg.cache)
+    config_bytes = cfg.file.read_bytes() if cfg.file and Path(cfg.file).is_file() else b""
+    key_id = render_record.key_identity(cfg.signing.gnupg_home)
+
+    def inputs_digest(name: str, avail: dict, tree: dict[str, bytes]) -> str:
+        ups = registry[name].UPSTREAMS
+        return render_record.digest(
+            config_bytes=config_bytes, releases=[releases[u] for u in ups], tree=tree, available=avail,
+            state=st.packages.get(name), key=key_id if getattr(registry[name], "READS_KEY", False) else [],
+            upstream_state=[[u, st.upstreams.get(u)] for u in ups])
+
+    # what other packages may depend on: every module with a PKGBUILD sync wrote; updated as
+    # this sync renders (registry order puts the packages others depend on first)
+    available = {n: names for n in registry if (names := _rendered_names(cfg, n, st)) is not None}
+    on_disk_all = {n: read_tree(cfg.pkgbuilds / n) for n in wanted}
+
+    def sees(name: str) -> dict:
+        """What a package's render is shown of `available`: only modules that declare
+        READS_AVAILABLE read it (the others get nothing, so their renders cannot depend on it)."""
+        return dict(available) if getattr(registry[name], "READS_AVAILABLE", False) else {}
+
+    cached = {n for n in wanted
+              if n in st.packages and record.get(n) == inputs_digest(n, sees(n), on_disk_all[n])}
+
+    # 4. fetch the upstream trees the packages to render read (only the paths they declare)
+    trees, tree_problems = _fetch_trees(cfg, [registry[n] for n in wanted if n not in cached], releases)
 
     key = public = None
-    if "avf-keyring" in wanted:
+    if any(getattr(registry[n], "READS_KEY", False) for n in wanted if n not in cached):
         try:
             key = signing.keyring_key(cfg.signing)       # the public part suffices
             public, _ = signing.public_key_files(cfg.signing, key.fingerprint, cfg.cache)
         except SigningError as exc:
             log.debug("no key for the keyring: %s", exc)
-    # what other packages may depend on: every module with a PKGBUILD sync wrote; updated as
-    # this sync renders (registry order puts the packages others depend on first)
-    available = {n: names for n in registry if (names := _rendered_names(cfg, n, st)) is not None}
 
-    # 4. render and decide
+    # 5. render and decide
     staged: dict[str, tuple[dict[str, bytes], packages.Rendered, str, int]] = {}
+    seen_available: dict[str, dict] = {}
     for name in wanted:
         r = PackageReport(name)
         report.packages.append(r)
         prev = st.packages.get(name)
+        seen_available[name] = sees(name)
+        if name in cached and inputs_digest(name, seen_available[name], on_disk_all[name]) == record.get(name):
+            r.old = prev.full_version
+            log.debug("%s: inputs as at its last render (%s): not rendered", name, render_record.path(cfg.cache))
+            continue
+        missing = [u for u in getattr(registry[name], "TREES", {}) if u not in trees]
+        if missing:     # predicted unchanged, but a package rendered before it changed what it sees
+            more, more_problems = _fetch_trees(cfg, [registry[name]], releases)
+            trees.update(more)
+            tree_problems.update(more_problems)
         if name in tree_problems:
             r.action = "refused"
             r.problems.append(tree_problems[name])
             continue
-        ctx = Context(cfg, releases, trees, key, public, dict(available))
+        reads_key = getattr(registry[name], "READS_KEY", False)
+        ctx = Context(cfg, releases, trees, key if reads_key else None, public if reads_key else None,
+                      seen_available[name])
         try:
             rendered = registry[name].render(ctx)
-            on_disk = {k: v for k, v in read_tree(cfg.pkgbuilds / name).items() if k != ".SRCINFO"}
+            on_disk = {k: v for k, v in on_disk_all[name].items() if k != ".SRCINFO"}
             decision = _decide(r, rendered, prev, on_disk)
             files = rendered.finalize(*decision) if decision else None
         except RenderProblem as exc:
@@ -329,14 +367,35 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None) -
     new_upstreams = {n: state_mod.UpstreamState(rel.version, rel.commit, rel.pkgver) for n, rel in releases.items()
                      if n not in refused_upstreams}
     upstreams_moved = any(st.upstreams.get(n) != u for n, u in new_upstreams.items())
-    if dry_run or not (staged or upstreams_moved):
+    if dry_run:
         return report
-
-    # 5. write: package directories, then the state file last
-    for name, (files, rendered, pkgver, pkgrel) in staged.items():
-        replace_dir(cfg.pkgbuilds / name, files)
-        st.packages[name] = state_mod.PackageState(pkgver, pkgrel, rendered.inputs_hash(), dict(rendered.upstreams))
-    st.upstreams.update(new_upstreams)
-    state_mod.save(cfg.state_file, st)
-    report.written = True
+    if staged or upstreams_moved:
+        # 6. write: package directories, then the state file last
+        for name, (files, rendered, pkgver, pkgrel) in staged.items():
+            replace_dir(cfg.pkgbuilds / name, files)
+            on_disk_all[name] = files
+            st.packages[name] = state_mod.PackageState(pkgver, pkgrel, rendered.inputs_hash(),
+                                                       dict(rendered.upstreams))
+        st.upstreams.update(new_upstreams)
+        state_mod.save(cfg.state_file, st)
+        report.written = True
+    _remember(cfg, record, report, seen_available, sees, inputs_digest, on_disk_all)
     return report
+
+
+def _remember(cfg: Config, record: dict[str, str], report: SyncReport, seen_available: dict[str, dict],
+              sees, inputs_digest, on_disk: dict[str, dict[str, bytes]]) -> None:
+    """Store, per package this sync rendered (or found as at its last render), the digest
+    the next sync will compute if nothing changes; a refused package, or one whose render saw
+    other package names than the next sync will, is rendered again next time."""
+    new = dict(record)
+    for p in report.packages:
+        if p.action == "refused" or seen_available.get(p.name) != sees(p.name):
+            new.pop(p.name, None)
+        else:
+            new[p.name] = inputs_digest(p.name, sees(p.name), on_disk[p.name])
+    if new != record:
+        try:
+            render_record.save(cfg.cache, new)
+        except OSError as exc:      # only a lost shortcut: the next sync renders everything
+            log.warning("cannot write %s: %s", render_record.path(cfg.cache), exc)

@@ -10,7 +10,7 @@ from avfrepo.packages import _env, UnsafeValue, Rendered, template
 
 
 def render(source: str, **values) -> str:
-    return _env.from_string(source).render(**values)
+    return _env().from_string(source).render(**values)
 
 
 def test_an_unfiltered_value_is_refused():

@@ -9,14 +9,13 @@ bump rules (sync.py) decide the version afterwards.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-
-import jinja2
 
 from ..config import Config
 from ..signing import Key
@@ -95,10 +94,11 @@ class Context:
     config: Config
     releases: dict[str, Release]
     trees: dict[str, Path]              # upstream -> sparse work tree (the module's TREES)
-    key: Key | None = None
-    public_key: bytes | None = None     # binary export of the signing key
+    key: Key | None = None              # the signing key and its binary export: shown only to
+    public_key: bytes | None = None     # modules with READS_KEY = True
     # package module -> its package names, for every module with a rendered PKGBUILD in
-    # pkgbuilds/ (written before, or by this sync): what another package may depend on
+    # pkgbuilds/ (written before, or by this sync): what another package may depend on.
+    # Shown only to modules with READS_AVAILABLE = True (the render record counts it only there)
     available: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
@@ -132,22 +132,28 @@ class SourceFile:
     mode: str = "644"
 
 
-_env = jinja2.Environment(
-    loader=jinja2.PackageLoader("avfrepo", "templates"),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    autoescape=False,
-    finalize=_finalize,
-)
-_env.filters.update(sh=_sh, shwords=_shwords, word=_word, words=_words, line=_line)
+@functools.cache
+def _env():
+    """The templates' environment, made on first use: a sync that renders nothing never
+    imports Jinja or compiles a template."""
+    import jinja2
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("avfrepo", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+        finalize=_finalize,
+    )
+    env.filters.update(sh=_sh, shwords=_shwords, word=_word, words=_words, line=_line)
+    return env
 
 
 def template(path: str, **values: object) -> bytes:
     try:
-        return _env.get_template(path).render(pkgver=Checked(PKGVER_TOKEN), pkgrel=Checked(PKGREL_TOKEN),
-                                              **values).encode()
+        return _env().get_template(path).render(pkgver=Checked(PKGVER_TOKEN), pkgrel=Checked(PKGREL_TOKEN),
+                                                **values).encode()
     except UnsafeValue as exc:
         raise UnsafeValue(f"{path}: {exc}") from None
 

@@ -12,6 +12,7 @@ from . import Context, Rendered, image_packages, registry, template
 
 NAME = "avf-base"
 UPSTREAMS: tuple[str, ...] = ()
+READS_AVAILABLE = True      # ctx.available: the other packages' names (sync shows it only to modules that say so)
 
 # Arch Linux ARM packages an AVF guest needs besides [avf]'s own
 SYSTEM = ("base", "sudo", "avahi", "zram-generator", "openssl", "bash-completion")

@@ -9,6 +9,7 @@ from . import Context, RenderProblem, Rendered, SourceFile, sha256, template
 
 NAME = "avf-keyring"
 UPSTREAMS: tuple[str, ...] = ()
+READS_KEY = True            # ctx.key and ctx.public_key (sync shows them only to modules that say so)
 
 
 def render(ctx: Context) -> Rendered:

@@ -39,18 +39,21 @@ import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import git
-
-from ..checkout import Snapshot, check_path, listing
+from ..checkout import check_path
 from ..config import AVF_URL
 from ..errors import ToolError
 from ..formats import cargo as cargo_format
 from ..run import run
 from . import Context, RenderProblem, Rendered, SourceFile, UnsafeValue, plain_name, sha256, template
 
+if TYPE_CHECKING:
+    from ..checkout import Snapshot
+
 NAME = "avf-guest-agents"
 UPSTREAMS = ("avf",)
+READS_AVAILABLE = True      # ctx.available: the other packages' names (sync shows it only to modules that say so)
 UNIT = "debian/service"
 
 # The crates this version of avfrepo packages: guest/<crate> -> pkgdesc. Any other agent set
@@ -455,6 +458,9 @@ def render(ctx: Context) -> Rendered:
     version = release.version
     if not release.commit:
         raise RenderProblem(f"no commit known for {version}: the PKGBUILD must pin one")
+    import git      # GitPython: imported by the renders that need it, not by every sync
+
+    from ..checkout import listing
     try:
         found = check_agent_set(listing(tree, "guest"), tree, version)
     except git.GitCommandError as exc:
