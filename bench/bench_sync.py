@@ -14,6 +14,7 @@ The fixture repository is the real-shaped demo upstream (20 guest/ dirs, prebuil
 full clone costs what it does for the real repository: history sync never needs.
 
     .venv/bin/python bench/bench_sync.py [--commits 60] [--file-kib 256] [--repeat 5]
+    .venv/bin/python bench/bench_sync.py --real AVF_GIT TTYD_GIT LWS_GIT    # the public mirrors
 """
 
 from __future__ import annotations
@@ -63,44 +64,75 @@ def median_ms(argv: list[str], repeat: int, env: dict[str, str] | None = None) -
     return statistics.median(times) * 1000
 
 
-def versus_nvchecker(base: Path, served: Path, port: int, repeat: int) -> None:
-    """avfrepo sync (no-op) vs nvchecker on the same git upstreams (AVF, ttyd, libwebsockets)."""
-    nvchecker = ensure_nvchecker()
+LWS_PATTERN = r"^v(4)\.(\d+)\.(\d+)$"
+PATTERNS = {"avf": r"^android-(16)\.(\d+)\.(\d+)_r(\d+)$", "ttyd": r"^(\d+)\.(\d+)\.(\d+)$",
+            "libwebsockets": LWS_PATTERN}
+
+
+def fixture_upstreams(served: Path) -> None:
+    """ttyd and libwebsockets shaped like the real ones (the AVF fixture is made by main)."""
     make_ttyd_upstream(served / "ttyd")
     lws = FakeAvf(served / "libwebsockets")
     for v in ("4.3.2", "4.3.3", "4.3.5", "5.0.0"):
         lws.commit({"CMakeLists.txt": f"project(libwebsockets VERSION {v})\n"}, f"v{v}")
         lws.tag(f"v{v}")
+
+
+def real_upstreams(served: Path, avf_git: Path, ttyd_git: Path, lws_git: Path) -> None:
+    """The public mirrors, cloned --shared (their objects are not copied), with the Android 16
+    release tags the mirror lacks put on real commits (facts file section 7)."""
+    for name, src in (("Virtualization", avf_git), ("ttyd", ttyd_git), ("libwebsockets", lws_git)):
+        subprocess.run(["git", "clone", "-q", "--bare", "--shared", str(src), str(served / name)], check=True)
+    avf = served / "Virtualization"
+    for tag, commit in (("android-16.0.0_r1", "0dc26b7d9"), ("android-16.0.0_r2", "175a51b30"),
+                        ("android-16.0.0_r3", "175a51b30")):
+        subprocess.run(["git", "--git-dir", str(avf), "-c", "user.name=bench", "-c", "user.email=bench@example.invalid",
+                        "tag", "-a", "-m", f"Android {tag}", tag, commit], check=True)
+    subprocess.run(["git", "--git-dir", str(avf), "config", "uploadpack.allowFilter", "true"], check=True)
+
+
+def versus_nvchecker(base: Path, served: Path, port: int, repeat: int) -> None:
+    """avfrepo sync (no-op) vs nvchecker on the same git upstreams (AVF, ttyd, libwebsockets):
+    `avfrepo sync avf ttyd libwebsockets` asks those three (libwebsockets is configured but no
+    package reads it, so a plain sync would not ask it) and renders the packages reading them."""
+    nvchecker = ensure_nvchecker()
     url = {n: f"git://127.0.0.1:{port}/{d}" for n, d in
            (("avf", "Virtualization"), ("ttyd", "ttyd"), ("libwebsockets", "libwebsockets"))}
-    patterns = {"avf": r"^android-(16)\.(\d+)\.(\d+)_r(\d+)$", "ttyd": r"^(\d+)\.(\d+)\.(\d+)$",
-                "libwebsockets": r"^v(4)\.(\d+)\.(\d+)$"}
-    extra = "".join(f'\n[upstreams.{n}]\nkind = "git-tags"\nurl = "{url[n]}"\ntag_pattern = \'{patterns[n]}\'\n'
+    extra = "".join(f'\n[upstreams.{n}]\nkind = "git-tags"\nurl = "{url[n]}"\ntag_pattern = \'{PATTERNS[n]}\'\n'
                     for n in ("ttyd", "libwebsockets"))
     work = base / "versus"
     work.mkdir()
     conf = write_config(work / "avfrepo.toml", url["avf"], base / "gnupg", extra=extra,
-                        enable=("avf-config", "avf-keyring", "ttyd-avf"))
-    avfrepo = [str(Path(sys.executable).parent / "avfrepo"), "--config", str(conf), "sync"]
-    first = subprocess.run(avfrepo, capture_output=True, text=True)
-    assert first.returncode == 0, first.stdout + first.stderr
+                        enable=("avf-config", "avf-keyring", "ttyd-avf", "avf-base"))
+    avfrepo = [str(Path(sys.executable).parent / "avfrepo"), "--config", str(conf), "sync", "avf", "ttyd",
+               "libwebsockets"]
+    for _ in range(2):      # the first sync writes; the second records the renders that saw fewer packages
+        first = subprocess.run(avfrepo, capture_output=True, text=True)
+        assert first.returncode == 0, first.stdout + first.stderr
     again = subprocess.run(avfrepo + ["--json"], capture_output=True, text=True, check=True)
     import json
     report = json.loads(again.stdout)
-    assert not report["written"], "the second sync was not a no-op"
+    assert not report["written"], "the last sync was not a no-op"
     queried = sorted(report["upstreams"])
+    versions = ", ".join(f"{n} {report['upstreams'][n]['version']}" for n in queried)
     nv = work / "nvchecker.toml"
     nv.write_text(f'[__config__]\noldver = "{work / "old.json"}"\nnewver = "{work / "new.json"}"\n' + "".join(
         f'\n[{n}]\nsource = "git"\ngit = "{url[n]}"\nuse_max_tag = true\n'
-        f"include_regex = '{patterns[n][1:-1]}'\n" for n in queried))
+        f"include_regex = '{PATTERNS[n][1:-1]}'\n" for n in queried))
     subprocess.run([str(nvchecker), "-c", str(nv)], capture_output=True, check=True)
+    found = json.loads((work / "new.json").read_text())
+    found = found.get("data", found)
     ours, theirs = [], []
     for _ in range(repeat):                         # alternating, so that load hits both alike
         ours.append(median_ms(avfrepo, 1))
         theirs.append(median_ms([str(nvchecker), "-c", str(nv)], 1))
     mo, mn = statistics.median(ours), statistics.median(theirs)
-    print(f"no-op `avfrepo sync` over {', '.join(queried)}: {mo:7.1f} ms   "
-          f"nvchecker on the same: {mn:7.1f} ms   ratio {mo / mn:5.2f}x (median of {repeat})")
+    print(f"no-op `avfrepo sync` asking {', '.join(queried)} ({versions}; "
+          f"{', '.join(p['name'] + ' ' + p['action'] for p in report['packages'])})")
+    print(f"nvchecker found: " + ", ".join(f"{n} {v['version'] if isinstance(v, dict) else v}"
+                                           for n, v in sorted(found.items())))
+    print(f"no-op sync {mo:7.1f} ms   nvchecker on the same {len(queried)}: {mn:7.1f} ms   "
+          f"ratio {mo / mn:5.2f}x (median of {repeat}, alternating)")
 
 
 def main() -> int:
@@ -108,7 +140,12 @@ def main() -> int:
     ap.add_argument("--commits", type=int, default=60, help="unrelated history commits (default 60)")
     ap.add_argument("--file-kib", type=int, default=256, help="size of each unrelated file (default 256 KiB)")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--real", nargs=3, type=Path, metavar=("AVF_GIT", "TTYD_GIT", "LWS_GIT"),
+                    help="only the nvchecker comparison, on these git directories (the public mirrors of AVF, "
+                         "ttyd and libwebsockets), served by git daemon with Android 16 tags on real commits")
     args = ap.parse_args()
+    if args.real:
+        return real_main(args)
     base = Path(tempfile.mkdtemp(prefix="avfrepo-bench-sync-"))
     daemon = None
     try:
@@ -173,6 +210,37 @@ def main() -> int:
               f"full clone {clone_bytes / 1e3:9.1f} kB in {clone_s * 1000:7.1f} ms   "
               f"bytes {100 * fetched / clone_bytes:5.2f}%  time {100 * fetch_s / clone_s:5.1f}%")
         print("sync at the new tag: " + ", ".join(f"{p.name} {p.action} {p.new or ''}" for p in report.packages))
+        fixture_upstreams(served)
+        versus_nvchecker(base, served, port, args.repeat)
+    finally:
+        if daemon:
+            daemon.terminate()
+            daemon.wait()
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+def serve(served: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", f"--base-path={served}", "--export-all",
+                               "--listen=127.0.0.1", f"--port={port}", str(served)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(50):
+        if subprocess.run(["git", "ls-remote", f"git://127.0.0.1:{port}/ttyd"], capture_output=True).returncode == 0:
+            break
+        time.sleep(0.1)
+    return daemon, port
+
+
+def real_main(args) -> int:
+    base = Path(tempfile.mkdtemp(prefix="avfrepo-bench-sync-real-"))
+    daemon = None
+    try:
+        served = base / "srv"
+        served.mkdir()
+        real_upstreams(served, *args.real)
+        daemon, port = serve(served)
+        init_key(config_mod.SigningConfig(None, base / "gnupg"), "bench <bench@example.invalid>")
         versus_nvchecker(base, served, port, args.repeat)
     finally:
         if daemon:

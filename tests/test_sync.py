@@ -287,3 +287,15 @@ def test_commit_never_records_the_staging_copy_of_a_killed_sync(cfg, avf):
     files = set(repo.git.show("--name-only", "--format=", "HEAD").split())
     assert not any(".new." in f for f in files), files
     assert not stale.exists()
+
+
+def test_sync_of_an_upstream_no_package_reads_asks_it_and_records_it(tmp_path, avf, signing_home):
+    from avfrepo.demo import make_ttyd_upstream
+    make_ttyd_upstream(tmp_path / "lws")
+    extra = (f'\n[upstreams.libwebsockets]\nkind = "git-tags"\nurl = "{(tmp_path / "lws").as_uri()}"\n'
+             "tag_pattern = '^(\\d+)\\.(\\d+)\\.(\\d+)$'\n")
+    cfg = config_mod.load(write_config(tmp_path / "avfrepo.toml", avf.url, signing_home, extra=extra))
+    report = sync(cfg, only=["libwebsockets"])
+    assert list(report.upstreams) == ["libwebsockets"] and report.upstreams["libwebsockets"]["version"] == "1.7.7"
+    assert report.packages == [] and report.written
+    assert state_mod.load(cfg.state_file).upstreams["libwebsockets"].version == "1.7.7"

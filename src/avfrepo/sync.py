@@ -250,7 +250,9 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
                               f"(known: {', '.join(registry)})")
         registry = {n: m for n, m in registry.items() if n in cfg.enabled}
     wanted, report.skipped = _select(cfg, registry, only)
-    needed_upstreams = sorted({u for n in wanted for u in registry[n].UPSTREAMS})
+    # what the packages read, and an upstream named on the command line even when none reads it
+    named = {n for n in only or () if n in cfg.upstreams and n not in registry}
+    needed_upstreams = sorted({u for n in wanted for u in registry[n].UPSTREAMS} | named)
 
     # 1. query upstreams, concurrently, all before writing anything
     answers = query_all([cfg.upstream(n) for n in needed_upstreams], ask=_ask)
