@@ -9,10 +9,24 @@
 #    systemd (systemctl presets the image, systemd-analyze checks the units), cargo (the guest
 #    agents' crates; skipped when a cargo is already on PATH, e.g. rustup's);
 #  - creates the unprivileged build user makepkg needs (it refuses to run as root);
-#  - creates .venv and installs avfrepo with its test extras into it.
+#  - creates .venv and installs avfrepo with its test extras into it;
+#  - with --tests: also makes what the tests need from the network, so that the tests use none:
+#    the boot tests' arm64 Debian userland (debootstrap of trixie through qemu-user-static, about
+#    17 min once, cached in $AVFREPO_TEST_CACHE, default /var/cache/avfrepo-test). It compiles
+#    ttyd 1.7.7 from its git repository ($AVFREPO_TTYD_GIT; Debian has no ttyd package): without
+#    one, it says so and the boot tests skip, naming the reason.
 # Idempotent: running it again only re-checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+TESTS=0
+for arg in "$@"; do
+  case "$arg" in
+    --tests) TESTS=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; echo "usage: $0 [--tests]"; exit 0 ;;
+    *) echo "setup-debian: unknown argument $arg (usage: $0 [--tests])" >&2; exit 2 ;;
+  esac
+done
 
 BUILD_USER="${AVFREPO_BUILD_USER:-avfbuild}"
 APT_PACKAGES=(
@@ -64,3 +78,9 @@ if [ "$(id -u)" -eq 0 ] && [ -e /proc/sys/fs/binfmt_misc/status ] && [ ! -e /pro
   update-binfmts --enable qemu-aarch64 || true
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+if ((TESTS)); then
+  # the boot tests' arm64 userland: network to Debian's archive here, so that no test needs it
+  if ! .venv/bin/python -m tests.boot.userland >/dev/null; then
+    echo "setup-debian: the boot tests will skip (reason above)" >&2
+  fi
+fi

@@ -31,10 +31,12 @@ def arm64_userland() -> Path:
     require_build_user()
     if not FIRMWARE.is_file():
         pytest.skip("needs qemu-efi-aarch64 (scripts/setup-debian.sh)")
-    try:
-        return userland.ensure(progress=lambda s: print(s, flush=True))
-    except RuntimeError as exc:
-        pytest.skip(f"no arm64 userland: {exc}")
+    tree = userland.cached()
+    if tree is None:
+        why = userland.missing_requirements() or "not made yet"
+        pytest.skip(f"no arm64 userland in {userland.cache_root()} ({why}): `bash scripts/setup-debian.sh --tests` "
+                    "makes it (network to Debian's archive, as an install step: the tests use no network)")
+    return tree
 
 
 @pytest.fixture(scope="session")

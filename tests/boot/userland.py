@@ -10,7 +10,9 @@ Made once per package list and kept in a cache outside the repository
    libwebsockets (OpenSSL + libuv), json-c, libuv, zlib; the build dependencies are removed
    again. The source is the ttyd release git repository, from AVFREPO_TTYD_GIT (a git dir with
    the tag 1.7.7) or the public mirror under /work/.mirror when this machine has one.
-Needs root, network to Debian's archive (first run only) and qemu-user-static.
+Needs root, network to Debian's archive and qemu-user-static, so it is an install step, not
+a test step: `scripts/setup-debian.sh --tests` runs `python -m tests.boot.userland`, and the
+tests only use the cache (they skip, naming that command, when it is missing).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -144,3 +147,24 @@ def ensure(progress=print) -> Path:
     shutil.rmtree(tree, ignore_errors=True)
     os.replace(work, tree)
     return tree
+
+
+def cached() -> Path | None:
+    """The complete cached tree, or None (the tests never make it: no network in tests)."""
+    tree = cache_root() / f"arm64-userland-{key()}"
+    return tree if (tree / ".complete").is_file() else None
+
+
+def main() -> int:
+    """`python -m tests.boot.userland`: make the cache (scripts/setup-debian.sh --tests)."""
+    try:
+        tree = ensure(progress=lambda s: print(s, file=sys.stderr, flush=True))
+    except (RuntimeError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        print(f"boot-test userland not made: {exc}", file=sys.stderr)
+        return 1
+    print(tree)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -47,7 +47,7 @@ def test_ci_runs_exactly_the_readme_test_command_and_an_arch_job():
     assert "bash .ci/run" in runs(ci["jobs"]["test"])
     readme = (ROOT / "README.md").read_text()
     ci_run = (ROOT / ".ci/run").read_text()
-    command = "bash scripts/setup-debian.sh && .venv/bin/python -m pytest -q"
+    command = "bash scripts/setup-debian.sh --tests && .venv/bin/python -m pytest -q"
     assert f"    {command}\n" in readme and command in ci_run
     arch = ci["jobs"]["arch"]
     assert arch["container"]["image"].startswith("archlinux")
