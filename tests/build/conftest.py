@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
+from typing import Callable
 
 import pytest
 
-from avfrepo.makepkg import printsrcinfo
+from avfrepo import config as config_mod
+from avfrepo.demo import FakeAvf, write_config
+from avfrepo.makepkg import makepkg_conf, printsrcinfo
+
+from ..conftest import require_build_user, require_tools, shared
+
+# `makepkg --printsrcinfo` takes 0.5 s and these tests write the same few PKGBUILDs again and
+# again: the same bytes under the same makepkg.conf give the same .SRCINFO, so each worker asks
+# the real makepkg once per distinct PKGBUILD
+_srcinfo: dict[tuple[str, bytes], str] = {}
+
+
+def srcinfo(cfg, pkgbuild: bytes) -> str:
+    key = (makepkg_conf(cfg), pkgbuild)
+    if key not in _srcinfo:
+        _srcinfo[key] = printsrcinfo(cfg, {"PKGBUILD": pkgbuild})
+    return _srcinfo[key]
 
 
 def write_pkg(cfg, name: str, version: str = "1.0", rel: int | str = 1, depends: tuple[str, ...] = (),
@@ -31,18 +49,37 @@ def write_pkg(cfg, name: str, version: str = "1.0", rel: int | str = 1, depends:
         }}
         """).encode()
     files = {"PKGBUILD": pkgbuild}
-    files[".SRCINFO"] = printsrcinfo(cfg, files).encode()
+    files[".SRCINFO"] = srcinfo(cfg, pkgbuild).encode()
     d = cfg.pkgbuilds / name
     d.mkdir(parents=True, exist_ok=True)
     for rel_path, data in files.items():
         (d / rel_path).write_bytes(data)
 
 
-@pytest.fixture
-def pkgs(cfg):
+def write_chain(cfg) -> None:
     """A chain a <- b <- c, an independent d."""
     write_pkg(cfg, "t-a")
     write_pkg(cfg, "t-b", depends=("t-a>=1.0",))
     write_pkg(cfg, "t-c", depends=("t-b",))
     write_pkg(cfg, "t-d")
+
+
+@pytest.fixture
+def pkgs(cfg):
+    write_chain(cfg)
     return cfg
+
+
+def built_state(tmp_path_factory, upstream: Path, signing_home: Path, name: str,
+                setup: Callable[[config_mod.Config], object]) -> Path:
+    """A working folder (pkgbuilds/, repo/, logs/, ...) in which setup(cfg) wrote packages and
+    built them with the real makepkg and publish, made once per run: tests whose subject is
+    what happens after that build copy it (tests/conftest.py copy_workdir) instead of each
+    building the same packages again."""
+    require_tools("makepkg", "repo-add", "bsdtar", "gpg")
+    require_build_user()
+
+    def make(base: Path) -> str:
+        setup(config_mod.load(write_config(base / "avfrepo.toml", FakeAvf(upstream).url, signing_home)))
+        return str(base)
+    return Path(shared(tmp_path_factory, name, make))
