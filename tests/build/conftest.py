@@ -9,10 +9,12 @@ from typing import Callable
 import pytest
 
 from avfrepo import config as config_mod
+from avfrepo.build import build
 from avfrepo.demo import FakeAvf, write_config
+from avfrepo.formats.repodb import read_db
 from avfrepo.makepkg import makepkg_conf, printsrcinfo
 
-from ..conftest import require_build_user, require_tools, shared
+from ..conftest import copy_workdir, require_build_user, require_tools, shared
 
 # `makepkg --printsrcinfo` takes 0.5 s and these tests write the same few PKGBUILDs again and
 # again: the same bytes under the same makepkg.conf give the same .SRCINFO, so each worker asks
@@ -83,3 +85,18 @@ def built_state(tmp_path_factory, upstream: Path, signing_home: Path, name: str,
         setup(config_mod.load(write_config(base / "avfrepo.toml", FakeAvf(upstream).url, signing_home)))
         return str(base)
     return Path(shared(tmp_path_factory, name, make))
+
+
+@pytest.fixture(scope="session")
+def chain_built(tmp_path_factory, demo_upstream_template, signing_home) -> Path:
+    return built_state(tmp_path_factory, demo_upstream_template, signing_home, "chain-built",
+                       lambda cfg: (write_chain(cfg), build(cfg)))
+
+
+@pytest.fixture
+def built_pkgs(cfg, chain_built):
+    """The chain of `pkgs`, built and published: for tests whose subject is what comes after."""
+    copy_workdir(chain_built, cfg.file.parent)
+    assert {n: e.version for n, e in read_db(cfg.repo.db).items()} == {
+        "t-a": "1.0-1", "t-b": "1.0-1", "t-c": "1.0-1", "t-d": "1.0-1"}
+    return cfg

@@ -12,7 +12,7 @@ from avfrepo.errors import AvfrepoError
 from avfrepo.formats.repodb import read_db
 
 from ..conftest import copy_workdir
-from .conftest import built_state, write_chain, write_pkg
+from .conftest import built_state, write_pkg
 
 
 def versions(cfg) -> dict[str, str]:
@@ -25,21 +25,8 @@ def _lib_and_app(cfg) -> None:
 
 
 # Tests whose subject is the rebuild after a first build start from a copy of that first
-# build, made once per run (the build itself is test_build.py's subject)
-
-@pytest.fixture(scope="session")
-def chain_built(tmp_path_factory, demo_upstream_template, signing_home):
-    return built_state(tmp_path_factory, demo_upstream_template, signing_home, "chain-built",
-                       lambda cfg: (write_chain(cfg), build(cfg)))
-
-
-@pytest.fixture
-def built_pkgs(cfg, chain_built):
-    """The chain of `pkgs`, built and published."""
-    copy_workdir(chain_built, cfg.file.parent)
-    assert versions(cfg) == {"t-a": "1.0-1", "t-b": "1.0-1", "t-c": "1.0-1", "t-d": "1.0-1"}
-    return cfg
-
+# build, made once per run (the build itself is test_build.py's subject); `built_pkgs`, the
+# chain of `pkgs` built, is in conftest.py
 
 @pytest.fixture(scope="session")
 def lib_app_built(tmp_path_factory, demo_upstream_template, signing_home):
