@@ -100,3 +100,17 @@ def built_pkgs(cfg, chain_built):
     assert {n: e.version for n, e in read_db(cfg.repo.db).items()} == {
         "t-a": "1.0-1", "t-b": "1.0-1", "t-c": "1.0-1", "t-d": "1.0-1"}
     return cfg
+
+
+@pytest.fixture(scope="session")
+def published_a(tmp_path_factory, demo_upstream_template, signing_home) -> Path:
+    return built_state(tmp_path_factory, demo_upstream_template, signing_home, "published-t-a",
+                       lambda cfg: (write_pkg(cfg, "t-a"), build(cfg)))
+
+
+@pytest.fixture
+def built_a(cfg, published_a):
+    """t-a 1.0-1 built and published: for tests whose subject is what comes after."""
+    copy_workdir(published_a, cfg.file.parent)
+    assert {n: e.version for n, e in read_db(cfg.repo.db).items()} == {"t-a": "1.0-1"}
+    return cfg

@@ -16,26 +16,17 @@ from avfrepo.errors import AvfrepoError
 from avfrepo.fsutil import sha256_file
 from avfrepo.repo import layout
 
-from ..conftest import copy_workdir
-from .conftest import built_state, write_pkg
+from .conftest import write_pkg
 
 
 def published(cfg, name):
     return next(cfg.repo.published.glob(f"{name}-*.pkg.tar.zst"))
 
 
-@pytest.fixture(scope="session")
-def published_a(tmp_path_factory, demo_upstream_template, signing_home):
-    """t-a built and published once per run (real makepkg, repo-add, gpg)."""
-    return built_state(tmp_path_factory, demo_upstream_template, signing_home, "published-t-a",
-                       lambda cfg: (write_pkg(cfg, "t-a"), build(cfg)))
-
-
 @pytest.fixture
-def repo(cfg, published_a):
-    """This test's own copy of that build (the reproduction itself runs makepkg again)."""
-    copy_workdir(published_a, cfg.file.parent)
-    return cfg
+def repo(built_a):
+    """t-a built and published (a copy; the reproduction itself runs makepkg again)."""
+    return built_a
 
 
 def test_unchanged_package_rebuilds_byte_for_byte_and_nothing_is_published(repo, capsys):
