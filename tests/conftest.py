@@ -49,6 +49,16 @@ def shared(tmp_path_factory, name: str, make: Callable[[Path], object]) -> objec
         return json.loads(done.read_text())
 
 
+def copy_workdir(template: Path, dest: Path) -> None:
+    """Copy a shared template's working folders (pkgbuilds/, repo/, logs/, cache/, ...) into a
+    test's config folder; the test writes its own avfrepo.toml (relative paths then point at
+    the copies). `cp -a`, not copytree: it keeps the hard links between pool/ and the snapshots
+    (publish reads link counts), the relative <arch> symlink and the build user's ownership."""
+    for entry in sorted(template.iterdir()):
+        if entry.name != "avfrepo.toml":
+            subprocess.run(["cp", "-a", str(entry), str(dest)], check=True)
+
+
 def pytest_collection_modifyitems(items) -> None:
     """Slow tests first; under `--dist loadgroup`, keep the tests that use one module-scoped fixture (an image, a
     served repository) on one worker, so that it is made once, not once per worker."""

@@ -5,18 +5,21 @@ private root; one flipped byte in a package or in the db makes pacman refuse and
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
+from avfrepo import config as config_mod
 from avfrepo.build import build
+from avfrepo.demo import FakeAvf, write_config
 from avfrepo.errors import ToolError
 from avfrepo.pacman_client import PacmanRoot
 from avfrepo.repo.verify import verify
 from avfrepo.signing import signing_key
 from avfrepo.sync import sync
 
-from .conftest import require_tools
+from .conftest import copy_workdir, require_build_user, require_tools, shared
 
 pytestmark = pytest.mark.slow
 
@@ -34,14 +37,30 @@ def client(cfg, base: Path) -> PacmanRoot:
     return c
 
 
+@pytest.fixture(scope="session")
+def synced_and_built(tmp_path_factory, demo_upstream_template, signing_home) -> Path:
+    """sync of the demo upstream, then build (real makepkg, repo-add, gpg): once per run."""
+    require_tools("makepkg", "repo-add", "bsdtar", "gpg", "pacman", "pacman-key")
+    require_build_user()
+
+    def make(base: Path) -> str:
+        cfg = config_mod.load(write_config(base / "avfrepo.toml", FakeAvf(demo_upstream_template).url, signing_home))
+        report = sync(cfg)
+        assert not report.refused, report.to_json()
+        result = build(cfg)
+        assert [r.status for r in result.results] == ["published", "published"], result.to_json()
+        return str(base)
+    return Path(shared(tmp_path_factory, "e2e-synced-and-built", make))
+
+
 @pytest.fixture
-def published(cfg):
-    require_tools("pacman", "pacman-key")
-    report = sync(cfg)
-    assert not report.refused, report.to_json()
-    result = build(cfg)
-    assert [r.status for r in result.results] == ["published", "published"], result.to_json()
-    return cfg
+def published(tmp_path, synced_and_built):
+    """A copy of that synced and built working folder, under the same config text: its paths
+    are relative (so they name the copies); the upstream, the key and [repo] server (which
+    avf-keyring's PKGBUILD quotes) stay those of the first sync, so a second one sees its inputs."""
+    copy_workdir(synced_and_built, tmp_path)
+    shutil.copy(synced_and_built / "avfrepo.toml", tmp_path / "avfrepo.toml")
+    return config_mod.load(tmp_path / "avfrepo.toml")
 
 
 def test_pacman_installs_avf_config_units_from_the_signed_repo(published, tmp_path):

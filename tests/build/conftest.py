@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
+from typing import Callable
 
 import pytest
 
-from avfrepo.makepkg import printsrcinfo
+from avfrepo import config as config_mod
+from avfrepo.build import build
+from avfrepo.demo import FakeAvf, write_config
+from avfrepo.formats.repodb import read_db
+from avfrepo.makepkg import makepkg_conf, printsrcinfo
+
+from ..conftest import copy_workdir, require_build_user, require_tools, shared
+
+# `makepkg --printsrcinfo` takes 0.5 s and these tests write the same few PKGBUILDs again and
+# again: the same bytes under the same makepkg.conf give the same .SRCINFO, so each worker asks
+# the real makepkg once per distinct PKGBUILD
+_srcinfo: dict[tuple[str, bytes], str] = {}
+
+
+def srcinfo(cfg, pkgbuild: bytes) -> str:
+    key = (makepkg_conf(cfg), pkgbuild)
+    if key not in _srcinfo:
+        _srcinfo[key] = printsrcinfo(cfg, {"PKGBUILD": pkgbuild})
+    return _srcinfo[key]
 
 
 def write_pkg(cfg, name: str, version: str = "1.0", rel: int | str = 1, depends: tuple[str, ...] = (),
@@ -31,18 +51,66 @@ def write_pkg(cfg, name: str, version: str = "1.0", rel: int | str = 1, depends:
         }}
         """).encode()
     files = {"PKGBUILD": pkgbuild}
-    files[".SRCINFO"] = printsrcinfo(cfg, files).encode()
+    files[".SRCINFO"] = srcinfo(cfg, pkgbuild).encode()
     d = cfg.pkgbuilds / name
     d.mkdir(parents=True, exist_ok=True)
     for rel_path, data in files.items():
         (d / rel_path).write_bytes(data)
 
 
-@pytest.fixture
-def pkgs(cfg):
+def write_chain(cfg) -> None:
     """A chain a <- b <- c, an independent d."""
     write_pkg(cfg, "t-a")
     write_pkg(cfg, "t-b", depends=("t-a>=1.0",))
     write_pkg(cfg, "t-c", depends=("t-b",))
     write_pkg(cfg, "t-d")
+
+
+@pytest.fixture
+def pkgs(cfg):
+    write_chain(cfg)
+    return cfg
+
+
+def built_state(tmp_path_factory, upstream: Path, signing_home: Path, name: str,
+                setup: Callable[[config_mod.Config], object]) -> Path:
+    """A working folder (pkgbuilds/, repo/, logs/, ...) in which setup(cfg) wrote packages and
+    built them with the real makepkg and publish, made once per run: tests whose subject is
+    what happens after that build copy it (tests/conftest.py copy_workdir) instead of each
+    building the same packages again."""
+    require_tools("makepkg", "repo-add", "bsdtar", "gpg")
+    require_build_user()
+
+    def make(base: Path) -> str:
+        setup(config_mod.load(write_config(base / "avfrepo.toml", FakeAvf(upstream).url, signing_home)))
+        return str(base)
+    return Path(shared(tmp_path_factory, name, make))
+
+
+@pytest.fixture(scope="session")
+def chain_built(tmp_path_factory, demo_upstream_template, signing_home) -> Path:
+    return built_state(tmp_path_factory, demo_upstream_template, signing_home, "chain-built",
+                       lambda cfg: (write_chain(cfg), build(cfg)))
+
+
+@pytest.fixture
+def built_pkgs(cfg, chain_built):
+    """The chain of `pkgs`, built and published: for tests whose subject is what comes after."""
+    copy_workdir(chain_built, cfg.file.parent)
+    assert {n: e.version for n, e in read_db(cfg.repo.db).items()} == {
+        "t-a": "1.0-1", "t-b": "1.0-1", "t-c": "1.0-1", "t-d": "1.0-1"}
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def published_a(tmp_path_factory, demo_upstream_template, signing_home) -> Path:
+    return built_state(tmp_path_factory, demo_upstream_template, signing_home, "published-t-a",
+                       lambda cfg: (write_pkg(cfg, "t-a"), build(cfg)))
+
+
+@pytest.fixture
+def built_a(cfg, published_a):
+    """t-a 1.0-1 built and published: for tests whose subject is what comes after."""
+    copy_workdir(published_a, cfg.file.parent)
+    assert {n: e.version for n, e in read_db(cfg.repo.db).items()} == {"t-a": "1.0-1"}
     return cfg

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from avfrepo.build import build
 from avfrepo.build.plan import plan
 from avfrepo.errors import AvfrepoError, ConfigError
 
@@ -20,16 +19,16 @@ def test_everything_absent_from_the_repo_is_planned_dependencies_first(pkgs):
     assert all(i.reasons == [f"new package: {i.pkgbase} is not in [avf]"] for i in items)
 
 
-def test_only_packages_newer_than_the_repo_are_planned_with_the_reason(pkgs):
-    build(pkgs)
+def test_only_packages_newer_than_the_repo_are_planned_with_the_reason(built_pkgs):
+    pkgs = built_pkgs
     assert plan(pkgs) == []
     write_pkg(pkgs, "t-b", rel=2, depends=("t-a",))
     items = plan(pkgs)
     assert [(i.pkgbase, i.reasons) for i in items] == [("t-b", ["inputs changed: t-b 1.0-1 -> 1.0-2"])]
 
 
-def test_requested_package_is_planned_even_when_current(pkgs):
-    build(pkgs)
+def test_requested_package_is_planned_even_when_current(built_pkgs):
+    pkgs = built_pkgs
     assert [(i.pkgbase, i.reasons) for i in plan(pkgs, ["t-d"])] == [("t-d", ["requested"])]
 
 

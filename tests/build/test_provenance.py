@@ -108,9 +108,8 @@ def test_retention_deletes_the_record_with_its_package(cfg):
     assert new != old and set(provenance.companions(new)) <= names
 
 
-def test_a_record_left_without_its_package_is_removed_by_the_next_publish(cfg):
-    write_pkg(cfg, "t-a")
-    build(cfg)
+def test_a_record_left_without_its_package_is_removed_by_the_next_publish(built_a):
+    cfg = built_a
     pool = layout.pool(cfg)
     stray = pool / ("t-z-1.0-1-any.pkg.tar.zst" + provenance.SUFFIX)
     stray.write_text("{}")

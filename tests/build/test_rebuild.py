@@ -11,15 +11,39 @@ from avfrepo.build.plan import next_subrelease, plan, soname_change, sonames
 from avfrepo.errors import AvfrepoError
 from avfrepo.formats.repodb import read_db
 
-from .conftest import write_pkg
+from ..conftest import copy_workdir
+from .conftest import built_state, write_pkg
 
 
 def versions(cfg) -> dict[str, str]:
     return {n: e.version for n, e in read_db(cfg.repo.db).items()}
 
 
-def test_new_upstream_version_rebuilds_direct_reverse_deps_as_a_subrelease(pkgs):
-    build(pkgs)
+def _lib_and_app(cfg) -> None:
+    write_pkg(cfg, "t-lib", provides=("libtlib.so=1-64",))
+    write_pkg(cfg, "t-app", depends=("libtlib.so",))   # depends on the soname, not the name
+
+
+# Tests whose subject is the rebuild after a first build start from a copy of that first
+# build, made once per run (the build itself is test_build.py's subject); `built_pkgs`, the
+# chain of `pkgs` built, is in conftest.py
+
+@pytest.fixture(scope="session")
+def lib_app_built(tmp_path_factory, demo_upstream_template, signing_home):
+    return built_state(tmp_path_factory, demo_upstream_template, signing_home, "lib-app-built",
+                       lambda cfg: (_lib_and_app(cfg), build(cfg)))
+
+
+@pytest.fixture
+def built_lib_app(cfg, lib_app_built):
+    """t-lib (providing libtlib.so=1-64) and t-app (depending on libtlib.so), built and published."""
+    copy_workdir(lib_app_built, cfg.file.parent)
+    assert versions(cfg) == {"t-lib": "1.0-1", "t-app": "1.0-1"}
+    return cfg
+
+
+def test_new_upstream_version_rebuilds_direct_reverse_deps_as_a_subrelease(built_pkgs):
+    pkgs = built_pkgs
     write_pkg(pkgs, "t-a", version="2.0", provides=())
     items = {i.pkgbase: i for i in plan(pkgs)}
     assert sorted(items) == ["t-a", "t-b"]            # t-c needs only t-b, whose pkgver is unchanged
@@ -44,10 +68,8 @@ def test_declared_soname_change_at_the_same_pkgver_rebuilds_dependents(cfg):
                      "t-app": ["dependency rebuilt: t-lib (libtlib.so=1-64 -> libtlib.so=2-64)"]}
 
 
-def test_soname_change_found_only_in_the_built_package_adds_dependents_to_the_run(cfg):
-    write_pkg(cfg, "t-lib", provides=("libtlib.so=1-64",))
-    write_pkg(cfg, "t-app", depends=("libtlib.so",))
-    build(cfg)
+def test_soname_change_found_only_in_the_built_package_adds_dependents_to_the_run(built_lib_app):
+    cfg = built_lib_app
     # makepkg fills in soname versions itself: the .SRCINFO says only `libtlib.so`
     write_pkg(cfg, "t-lib", rel=2, provides=("libtlib.so=2-64",))
     srcinfo = cfg.pkgbuilds / "t-lib/.SRCINFO"
@@ -61,10 +83,8 @@ def test_soname_change_found_only_in_the_built_package_adds_dependents_to_the_ru
     assert versions(cfg) == {"t-lib": "1.0-2", "t-app": "1.0-1.1"}
 
 
-def test_unchanged_sonames_after_a_build_add_nothing(cfg):
-    write_pkg(cfg, "t-lib", provides=("libtlib.so=1-64",))
-    write_pkg(cfg, "t-app", depends=("libtlib.so",))
-    build(cfg)
+def test_unchanged_sonames_after_a_build_add_nothing(built_lib_app):
+    cfg = built_lib_app
     write_pkg(cfg, "t-lib", rel=2, provides=("libtlib.so=1-64",))
     report = build(cfg)
     assert [(r.pkgbase, r.status) for r in report.results] == [("t-lib", "published")]
@@ -91,8 +111,8 @@ def test_failure_is_remembered_and_retried_then_forgotten(cfg):
     assert not report.failed and history.load(cfg) == {}
 
 
-def test_a_failed_dependency_rebuild_is_retried_by_its_record_alone(pkgs):
-    build(pkgs)
+def test_a_failed_dependency_rebuild_is_retried_by_its_record_alone(built_pkgs):
+    pkgs = built_pkgs
     write_pkg(pkgs, "t-a", version="2.0")
     write_pkg(pkgs, "t-b", depends=("t-a>=1.0",), fail=True)     # same version, now fails
     report = build(pkgs)

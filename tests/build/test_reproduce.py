@@ -24,10 +24,9 @@ def published(cfg, name):
 
 
 @pytest.fixture
-def repo(cfg):
-    write_pkg(cfg, "t-a")
-    build(cfg)
-    return cfg
+def repo(built_a):
+    """t-a built and published (a copy; the reproduction itself runs makepkg again)."""
+    return built_a
 
 
 def test_unchanged_package_rebuilds_byte_for_byte_and_nothing_is_published(repo, capsys):

@@ -11,14 +11,26 @@ from avfrepo.config import SigningConfig
 from avfrepo.repo.verify import verify
 from avfrepo.signing import detach_sign, init_key
 
-from ..build.conftest import write_pkg
+from ..build.conftest import built_state, write_pkg
+from ..conftest import copy_workdir
 
 
-@pytest.fixture
-def repo(cfg):
+def _build_a_and_b(cfg) -> None:
     write_pkg(cfg, "t-a")
     write_pkg(cfg, "t-b")
     build(cfg)
+
+
+@pytest.fixture(scope="session")
+def published_a_b(tmp_path_factory, demo_upstream_template, signing_home):
+    """t-a and t-b built and published once per run (real makepkg, repo-add, gpg)."""
+    return built_state(tmp_path_factory, demo_upstream_template, signing_home, "published-t-a-t-b", _build_a_and_b)
+
+
+@pytest.fixture
+def repo(cfg, published_a_b):
+    """This test's own copy of that repository, which it may damage."""
+    copy_workdir(published_a_b, cfg.file.parent)
     return cfg
 
 
