@@ -67,6 +67,7 @@ class Shell:
     def __init__(self, port: int, cert: Path, key: Path, timeout: float = 30):
         self.sock = _connect(port, cert, key, timeout)
         self.sock.settimeout(timeout)
+        self.pings = 0
         k = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall((f"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                            f"Sec-WebSocket-Key: {k}\r\nSec-WebSocket-Version: 13\r\n"
@@ -116,13 +117,27 @@ class Shell:
         return buf
 
     def _frame(self) -> tuple[int, bytes]:
-        b1, b2 = self._recv_exact(2)
-        n = b2 & 0x7F
-        if n == 126:
-            n = struct.unpack(">H", self._recv_exact(2))[0]
-        elif n == 127:
-            n = struct.unpack(">Q", self._recv_exact(8))[0]
-        return b1 & 0x0F, self._recv_exact(n)
+        """The next data or close frame; a PING is answered with its PONG on the way.
+
+        ttyd (1.7: libwebsockets' retry policy, ping 5 s, hang-up 10 s) PINGs a client that sent
+        no PONG for 5 s and drops the connection when none came for 10 s: an unanswered PING is
+        why a terminal used for longer than that "closed the connection". A browser's WebSocket,
+        as in the Terminal app's WebView, answers every PING (RFC 6455 5.5.2); so does this one."""
+        while True:
+            b1, b2 = self._recv_exact(2)
+            n = b2 & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", self._recv_exact(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", self._recv_exact(8))[0]
+            op, data = b1 & 0x0F, self._recv_exact(n)
+            if op == 9:
+                self._send(data, opcode=10)
+                self.pings += 1
+                continue
+            if op == 10:
+                continue
+            return op, data
 
     def run(self, command: str, timeout: float = 60) -> tuple[int, str]:
         self.n += 1
