@@ -43,6 +43,10 @@ FATAL = (
     ("con", re.compile(r"You are in emergency mode[^\n]*|Cannot open access to console[^\n]*"),
      "systemd went into emergency mode: {line}"),
 )
+# the initramfs (initramfs-tools) waiting for root=, the kernel's command line, its scan of the disk
+WAITING_ROOT = re.compile(r"Begin: Waiting for root file ?system")
+ROOT_PARTUUID = re.compile(r"Kernel command line:[^\n]*\broot=PARTUUID=([0-9A-Fa-f-]+)")
+VDA_PARTS = re.compile(r"\bvda: ((?:vda\d+ ?)+)")
 FAILED_UNIT = re.compile(r"\[FAILED\] Failed to (?:start|mount|activate|listen on) (.+?)\.?$", re.M)
 AVF_PRESET = "/usr/lib/systemd/system-preset/80-avf.preset"
 AVF_PRESET_DIR = "/usr/lib/systemd/system-preset"
@@ -263,6 +267,10 @@ class Session:
                 if mt:
                     self._missing(reached, reason.format(line=mt.group(0).strip()))
                     return False
+            absent = self._root_absent(texts["any"]) if "kernel" in reached else None
+            if absent:
+                self._missing(reached, absent)
+                return False
             if self.proc.poll() is not None:
                 self._missing(reached, f"qemu exited ({self.proc.returncode}) before multi-user.target"
                               + self._qemu_err())
@@ -271,6 +279,22 @@ class Session:
                 self._missing(reached, f"not reached within --timeout {timeout:.0f} s")
                 return False
             time.sleep(0.5)
+
+    def _root_absent(self, text: str) -> str | None:
+        """The initramfs waits for a root=PARTUUID= that no partition of the VM's only disk has:
+        certain once it says it waits (udev has settled) and the kernel has listed vda's
+        partitions, as nothing can add a disk; it would give up after its rootdelay (30 s or
+        more) and drop to a shell, so the boot ends here instead of waiting for that."""
+        if not WAITING_ROOT.search(text):
+            return None
+        cmd, parts = ROOT_PARTUUID.search(text), VDA_PARTS.search(text)
+        if not cmd or not parts:
+            return None
+        guid = cmd.group(1).lower()
+        if any(p.guid == guid for p in self.placed):
+            return None
+        return (f"initramfs: waiting for root=PARTUUID={guid}, which none of vda's partitions ({parts.group(1)}) "
+                "has; it gives up after its rootdelay and drops to a shell")
 
     def _certs(self) -> android.Certs:
         d = self.work / "android-certs"
