@@ -167,6 +167,7 @@ def _packages(tree: Path, src: Path, agent_service: str, agent_method: str, avf_
             (folder / f"80-{guest_agents.pkgname(svc)}.preset").write_bytes(
                 template("avf-guest-agents/agent.preset", unit=f"{svc}.service", pkgname=guest_agents.pkgname(svc)))
 
+    agent_hash = hashlib.sha256(AGENT.encode()).hexdigest()[:12]      # in the PKGBUILD: the package cache's key
     agent_files = [f for s in GRPC_SERVICES for f in (s, f"{s}.service", f"80-{guest_agents.pkgname(s)}.preset")]
 
     extract = 'bsdtar -xpf "$srcdir/{}" -C "$pkgdir"\n'
@@ -180,8 +181,7 @@ def _packages(tree: Path, src: Path, agent_service: str, agent_method: str, avf_
             "linux-avf": dict(pkgbuild=_pkgbuild("linux-avf", extract.format("kernel.tar"), source=("kernel.tar",)),
                               prepare=kernel_src),
             "avf-guest-agents": dict(
-                pkgbuild=_pkgbuild("avf-guest-agents", f"# stand-in agent {hashlib.sha256(AGENT.encode()).hexdigest()[:12]}"
-                                   "\n" + "".join(
+                pkgbuild=_pkgbuild("avf-guest-agents", f"# stand-in agent {agent_hash}\n" + "".join(
                     f'install -Dm755 "$srcdir/{s}" "$pkgdir/usr/bin/{s}"\n'
                     f'install -Dm644 "$srcdir/{s}.service" "$pkgdir/usr/lib/systemd/system/{s}.service"\n'
                     f'install -Dm644 "$srcdir/80-{guest_agents.pkgname(s)}.preset" '
