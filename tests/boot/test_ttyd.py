@@ -13,12 +13,13 @@ def _unmask(frame: bytes) -> tuple[int, bytes]:
     return op, bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-def test_a_ping_is_answered_with_its_pong_and_skipped():
+def test_a_ping_is_answered_with_its_pong():
     ours, theirs = socket.socketpair()
     sh = object.__new__(ttyd.Shell)
     sh.sock, sh.pings, sh.out = ours, 0, ""
     ours.settimeout(5)
     theirs.sendall(bytes([0x89, 4]) + b"abcd" + bytes([0x82, 3]) + b"0hi")   # PING "abcd", then output "hi"
+    assert sh._frame() == (9, b"abcd")          # returned too, so that the caller's deadline holds
     assert sh._frame() == (2, b"0hi")
     assert sh.pings == 1
     theirs.settimeout(5)
