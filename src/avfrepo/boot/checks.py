@@ -43,6 +43,10 @@ FATAL = (
     ("con", re.compile(r"You are in emergency mode[^\n]*|Cannot open access to console[^\n]*"),
      "systemd went into emergency mode: {line}"),
 )
+# the initramfs (initramfs-tools) waiting for root=, the kernel's command line, its scan of the disk
+WAITING_ROOT = re.compile(r"Begin: Waiting for root file ?system")
+ROOT_PARTUUID = re.compile(r"Kernel command line:[^\n]*\broot=PARTUUID=([0-9A-Fa-f-]+)")
+VDA_PARTS = re.compile(r"\bvda: ((?:vda\d+ ?)+)")
 FAILED_UNIT = re.compile(r"\[FAILED\] Failed to (?:start|mount|activate|listen on) (.+?)\.?$", re.M)
 AVF_PRESET = "/usr/lib/systemd/system-preset/80-avf.preset"
 AVF_PRESET_DIR = "/usr/lib/systemd/system-preset"
@@ -130,19 +134,26 @@ def _read(path: Path) -> str:
 
 
 class _Reconnecting:
-    """The guest shell; a command whose terminal ttyd closed is run again once in a new one."""
+    """The guest shell; a command whose terminal ttyd closed is run again once in a new one, so
+    the later checks still run; each reconnect is counted and the report fails on it ("ttyd
+    terminal stays open"): on the phone the user's terminal would have closed."""
 
     def __init__(self, sh: ttyd.Shell, reopen: Callable[[], ttyd.Shell]):
-        self.sh, self.reopen, self.reconnects = sh, reopen, 0
+        self.sh, self.reopen, self.reconnects, self.pings, self.why = sh, reopen, 0, 0, ""
 
     def run(self, command: str, timeout: float = 60) -> tuple[int, str]:
         try:
             return self.sh.run(command, timeout=timeout)
-        except ConnectionError:
-            self.sh.close()
+        except ConnectionError as exc:
+            self.why = self.why or f"{exc} while running {command.split()[0]!r}"
+            self.close()
             self.reconnects += 1
             self.sh = self.reopen()
             return self.sh.run(command, timeout=timeout)
+
+    def close(self) -> None:
+        self.pings += self.sh.pings
+        self.sh.close()
 
 
 class Session:
@@ -256,6 +267,10 @@ class Session:
                 if mt:
                     self._missing(reached, reason.format(line=mt.group(0).strip()))
                     return False
+            absent = self._root_absent(texts["any"]) if "kernel" in reached else None
+            if absent:
+                self._missing(reached, absent)
+                return False
             if self.proc.poll() is not None:
                 self._missing(reached, f"qemu exited ({self.proc.returncode}) before multi-user.target"
                               + self._qemu_err())
@@ -264,6 +279,22 @@ class Session:
                 self._missing(reached, f"not reached within --timeout {timeout:.0f} s")
                 return False
             time.sleep(0.5)
+
+    def _root_absent(self, text: str) -> str | None:
+        """The initramfs waits for a root=PARTUUID= that no partition of the VM's only disk has:
+        certain once it says it waits (udev has settled) and the kernel has listed vda's
+        partitions, as nothing can add a disk; it would give up after its rootdelay (30 s or
+        more) and drop to a shell, so the boot ends here instead of waiting for that."""
+        if not WAITING_ROOT.search(text):
+            return None
+        cmd, parts = ROOT_PARTUUID.search(text), VDA_PARTS.search(text)
+        if not cmd or not parts:
+            return None
+        guid = cmd.group(1).lower()
+        if any(p.guid == guid for p in self.placed):
+            return None
+        return (f"initramfs: waiting for root=PARTUUID={guid}, which none of vda's partitions ({parts.group(1)}) "
+                "has; it gives up after its rootdelay and drops to a shell")
 
     def _certs(self) -> android.Certs:
         d = self.work / "android-certs"
@@ -296,11 +327,10 @@ class Session:
         except (OSError, ConnectionError, TimeoutError):
             sh.close()
             return None
+        sh.close()                    # not kept for the guest checks: idle for 10 s, ttyd would hang it up
         lines = out.split()
         if rc != 0 or len(lines) < 2 or not lines[-1].isdigit():
-            sh.close()
             return None
-        self._sh = sh                 # the same terminal session goes on with the guest checks
         return int(lines[-1]) / 1e6
 
     def _qemu_err(self) -> str:
@@ -337,6 +367,7 @@ class Session:
             self.add("ttyd TLS + client cert", False, f"no HTTPS answer on the forwarded 7681 ({status or err})",
                      at=self._now(), seconds=time.monotonic() - t)
             self._console_only_units()
+            self._not_run("ttyd does not answer")
             return
         self.add("ttyd TLS + client cert", True, f"HTTP 200, {len(body)} bytes", at=self._now(),
                  seconds=time.monotonic() - t)
@@ -347,21 +378,39 @@ class Session:
             self.add(f"ttyd refuses {label}", refused, how, seconds=time.monotonic() - t)
         t = time.monotonic()
         try:
-            sh = getattr(self, "_sh", None) or self._shell(attempts=5)
-            rc, who = sh.run("id -un")
+            session = _Reconnecting(self._shell(attempts=5), self._shell)
+            rc, who = session.run("id -un")
         except (OSError, ConnectionError, TimeoutError) as exc:
             self.add("ttyd terminal", False, f"WebSocket shell: {exc}", seconds=time.monotonic() - t)
             self._console_only_units()
+            self._not_run(f"no guest shell ({exc})")
             return
         self.add("ttyd terminal", rc == 0 and who.strip() == "droid", f"WebSocket shell as {who.strip()!r}",
                  seconds=time.monotonic() - t)
-        session = _Reconnecting(sh, self._shell)
         try:
             self._in_guest(session)
         except (OSError, ConnectionError, TimeoutError) as exc:
             self.add("guest shell", False, f"{exc} (after {session.reconnects} reconnect(s))")
+            if not any(c.name == "failed units" for c in self.report.checks):
+                self._console_only_units()
+            self._not_run(f"the guest shell failed ({exc})")
         finally:
-            session.sh.close()
+            session.close()
+            self.add("ttyd terminal stays open", session.reconnects == 0,
+                     f"one session for every check ({session.pings} ttyd PING(s) answered)" if not session.reconnects
+                     else f"ttyd closed the terminal {session.reconnects} time(s), first: {session.why}")
+
+    def _guest_check_names(self) -> list[str]:
+        """The in-guest checks _in_guest records, in its order."""
+        return ["failed units", "mount /mnt/internal", "mount /mnt/shared", "internal share content",
+                *(f"{p.label} stays read-only" for p in self.placed if not p.writable), "[avf] units"]
+
+    def _not_run(self, reason: str) -> None:
+        """Record each in-guest check not reached as not run, so a failing one hides none."""
+        have = {c.name for c in self.report.checks}
+        for name in self._guest_check_names():
+            if name not in have:
+                self.add(name, None, f"not run: {reason}")
 
     def _console_only_units(self) -> None:
         bad = getattr(self, "console_failed", [])

@@ -6,6 +6,9 @@ with /dev/kvm, otherwise software emulation (TCG). The devices a Terminal VM has
 - virtio-net on a user-mode network (DHCP, the host at 10.0.2.2), with a host port forwarded
   to the guest's 7681 (ttyd);
 - virtio-balloon when vm_config.json has auto_memory_balloon;
+- virtio-rng, which crosvm gives every guest unless told --no-rng (AVF does not): without it
+  the kernel's CRNG waited ~60 s under TCG for jitter entropy, and what reads getrandom()
+  early (openssl making ttyd's certificate, python) waited with it;
 - vhost-user-fs (virtiofs) for each share, which needs the RAM as a shared memfd;
 - the consoles: the firmware and systemd-boot write to the board's PL011 UART; crosvm gives
   the guest a 16550 UART that Linux names ttyS0 (the image's `console=ttyS0`): here a PCI
@@ -99,6 +102,7 @@ class Machine:
         else:
             a += ["-chardev", f"file,id=con,path={self.console_log}"]
         a += ["-device", "pci-serial,chardev=con"]
+        a += ["-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0"]
         if self.balloon:
             a += ["-device", "virtio-balloon-pci"]
         for i, (tag, sock) in enumerate(self.shares):

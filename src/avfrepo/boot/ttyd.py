@@ -64,9 +64,12 @@ def refused(port: int, cert: Path | None, key: Path | None) -> tuple[bool, str]:
 class Shell:
     """ttyd's terminal: run a command, get its output and exit status."""
 
-    def __init__(self, port: int, cert: Path, key: Path, timeout: float = 30):
+    def __init__(self, port: int, cert: Path, key: Path, timeout: float = 30, ready: float = 90):
+        """ready: how long login may take to write its first output (under TCG the first login
+        of droid waits for logind to start user@1000.service: tens of seconds)."""
         self.sock = _connect(port, cert, key, timeout)
         self.sock.settimeout(timeout)
+        self.pings = 0
         k = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall((f"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                            f"Sec-WebSocket-Key: {k}\r\nSec-WebSocket-Version: 13\r\n"
@@ -82,13 +85,18 @@ class Shell:
         self._send(json.dumps({"AuthToken": "", "columns": 200, "rows": 50}).encode(), opcode=1)
         self.out = ""
         self.n = 0
+        deadline = time.monotonic() + ready
         while True:                 # the login shell's first output: the terminal is ready for input
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"ttyd's terminal (login -f droid) wrote nothing in {ready:.0f} s")
+            self.sock.settimeout(max(0.1, deadline - time.monotonic()))
             op, data = self._frame()
             if op == 8:
                 raise ConnectionError("ttyd closed the terminal before it started")
-            if data[:1] == b"0":
+            if op in (1, 2) and data[:1] == b"0":
                 self.out += _ANSI.sub("", data[1:].decode(errors="replace"))
                 break
+        self.sock.settimeout(timeout)
         self._input("stty -echo; export PS1='' PROMPT_COMMAND=''; unset HISTFILE\r")
 
     def _send(self, payload: bytes, opcode: int = 2) -> None:
@@ -116,13 +124,25 @@ class Shell:
         return buf
 
     def _frame(self) -> tuple[int, bytes]:
+        """The next data or close frame; a PING is answered with its PONG on the way.
+
+        ttyd (1.7: libwebsockets' retry policy, ping 5 s, hang-up 10 s) PINGs a client that sent
+        no PONG for 5 s and drops the connection when none came for 10 s: an unanswered PING is
+        why a terminal used for longer than that "closed the connection". A browser's WebSocket,
+        as in the Terminal app's WebView, answers every PING (RFC 6455 5.5.2); so does this one.
+        A PING is returned too (op 9), so that a caller's deadline still holds while ttyd keeps
+        the connection alive with PINGs and nothing else comes."""
         b1, b2 = self._recv_exact(2)
         n = b2 & 0x7F
         if n == 126:
             n = struct.unpack(">H", self._recv_exact(2))[0]
         elif n == 127:
             n = struct.unpack(">Q", self._recv_exact(8))[0]
-        return b1 & 0x0F, self._recv_exact(n)
+        op, data = b1 & 0x0F, self._recv_exact(n)
+        if op == 9:
+            self._send(data, opcode=10)
+            self.pings += 1
+        return op, data
 
     def run(self, command: str, timeout: float = 60) -> tuple[int, str]:
         self.n += 1
@@ -150,7 +170,8 @@ class Shell:
             self._input("exit\r")
             self._send(struct.pack(">H", 1000), opcode=8)
             self.sock.settimeout(2)
-            while self._frame()[0] != 8:
+            deadline = time.monotonic() + 5
+            while self._frame()[0] != 8 and time.monotonic() < deadline:
                 pass
         except (OSError, ConnectionError, ValueError):
             pass
