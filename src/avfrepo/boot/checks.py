@@ -300,7 +300,9 @@ class Session:
         d = self.work / "android-certs"
         return android.Certs(d / "ca.crt", d / "client.crt", d / "client.key", d / "foreign.crt", d / "foreign.key")
 
-    def _shell(self, attempts: int = 3) -> ttyd.Shell:
+    def _shell(self, attempts: int = 6) -> ttyd.Shell:
+        """A terminal, opening another when one stays silent (ttyd.Shell's `ready`): at most
+        `attempts` of them (6: about two minutes with the waits)."""
         c = self._certs()
         for i in range(attempts):
             try:

@@ -64,9 +64,11 @@ def refused(port: int, cert: Path | None, key: Path | None) -> tuple[bool, str]:
 class Shell:
     """ttyd's terminal: run a command, get its output and exit status."""
 
-    def __init__(self, port: int, cert: Path, key: Path, timeout: float = 30, ready: float = 90):
-        """ready: how long login may take to write its first output (under TCG the first login
-        of droid waits for logind to start user@1000.service: tens of seconds)."""
+    def __init__(self, port: int, cert: Path, key: Path, timeout: float = 30, ready: float = 15):
+        """ready: how long login may take to write its first output. Seen under TCG: the first
+        terminal of a boot can stay silent for good (90 s and more) while a second one, opened
+        seconds later, answers at once; so a silent terminal is given up early and the caller
+        opens another (Session._shell), instead of waiting on it."""
         self.sock = _connect(port, cert, key, timeout)
         self.sock.settimeout(timeout)
         self.pings = 0
