@@ -128,3 +128,21 @@ def cfg(tmp_path, avf, signing_home) -> config_mod.Config:
     require_tools("makepkg", "repo-add", "bsdtar", "gpg")
     require_build_user()
     return config_mod.load(write_config(tmp_path / "avfrepo.toml", avf.url, signing_home))
+
+
+def pytest_sessionfinish(session) -> None:
+    """gpg starts a gpg-agent (and dirmngr) for every GnuPG home the tests use, and they outlive
+    the run: stop those of this run's homes once every test is done (in the controller only:
+    under xdist it ends after all workers, so no test still uses one)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or shutil.which("gpgconf") is None:
+        return
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    try:
+        base = factory.getbasetemp() if factory is not None else None
+    except OSError:
+        return
+    if base is None or not base.is_dir():
+        return
+    for folder, _dirs, files in os.walk(base):
+        if "S.gpg-agent" in files or "S.dirmngr" in files:
+            subprocess.run(["gpgconf", "--homedir", folder, "--kill", "all"], capture_output=True, timeout=30)
