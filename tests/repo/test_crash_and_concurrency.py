@@ -157,3 +157,45 @@ def test_two_publishes_at_once_both_land(rcfg, built, tmp_path):
     db = read_db(rcfg.repo.db)
     assert {n: e.version for n, e in db.items()} == {"t-a": "1.0-2", "t-b": "1.0-1"}
     assert verify(rcfg).ok
+
+
+def test_killed_between_snapshot_rename_and_switch_serves_the_old_and_the_next_publish_cleans_up(
+        rcfg, built, tmp_path, monkeypatch):
+    """The window the 50 kills found: snapshot N renamed into place, the link not yet switched.
+    pacman still gets snapshot N-1, complete; verify calls N a leftover (warning), not a replay;
+    the next publish removes it and publishes as N."""
+    from avfrepo.repo import publish as publish_mod
+    key = signing_key(rcfg.signing)
+    publish(rcfg, key, fresh(built, tmp_path, "t-a-1"))
+
+    def killed(cfg, snapshot):
+        raise KeyboardInterrupt("SIGKILL here")
+    with monkeypatch.context() as m:
+        m.setattr(publish_mod, "_switch", killed)
+        with pytest.raises(KeyboardInterrupt):
+            publish(rcfg, key, fresh(built, tmp_path, "t-a-2", "t-b-1"))
+    snaps = rcfg.repo.path / "snapshots"
+    assert (snaps / "2").is_dir() and os.readlink(rcfg.repo.published) == "snapshots/1"
+    report = verify(rcfg)
+    assert report.ok, [(c.path, c.message) for c in report.bad()]
+    assert [(c.path, c.level) for c in report.warnings()] == [("snapshots/2", "warning")]
+    assert "never served" in report.warnings()[0].message
+    assert read_db(rcfg.repo.db)["t-a"].version == "1.0-1"
+    publish(rcfg, key, fresh(built, tmp_path, "t-a-2", "t-b-1"))
+    assert os.readlink(rcfg.repo.published) == "snapshots/2"
+    final = verify(rcfg)
+    assert final.ok and not final.warnings()
+    assert {n: e.version for n, e in read_db(rcfg.repo.db).items()} == {"t-a": "1.0-2", "t-b": "1.0-1"}
+
+
+def test_a_served_snapshot_older_than_the_ledger_is_still_a_replay(rcfg, built, tmp_path):
+    key = signing_key(rcfg.signing)
+    publish(rcfg, key, fresh(built, tmp_path, "t-a-1"))
+    publish(rcfg, key, fresh(built, tmp_path, "t-a-2"))
+    link = rcfg.repo.published
+    link.unlink()
+    link.symlink_to("snapshots/1")              # an attacker (or a restore) serves the old snapshot
+    report = verify(rcfg)
+    assert not report.ok and any("an old snapshot replayed" in c.message for c in report.bad())
+    publish(rcfg, key, fresh(built, tmp_path, "t-b-1"))   # never "cleans up" snapshot 2 as a leftover
+    assert (rcfg.repo.path / "snapshots/2").is_dir()

@@ -228,6 +228,32 @@ def cleanup_leftovers(cfg: Config) -> list[Path]:
     if stray.is_symlink() or stray.exists():
         stray.unlink()
         gone.append(stray)
+    gone += _unserved_snapshots(cfg)
+    return gone
+
+
+def _unserved_snapshots(cfg: Config) -> list[Path]:
+    """Numbered snapshots newer than the served one that the ledger never recorded as switched
+    to: a publish killed between renaming its snapshot into place and switching the link left
+    them, and no pacman ever saw them; removed (their numbers are used again)."""
+    link, snaps = cfg.repo.published, layout.snapshots(cfg)
+    if not link.is_symlink() or not snaps.is_dir():
+        return []
+    target = Path(os.path.realpath(link))
+    if target.parent != Path(os.path.realpath(snaps)) or not target.name.isdigit():
+        return []
+    try:
+        known = ledger_mod.load(cfg)
+    except AvfrepoError:
+        return []                      # verify names an unreadable ledger; leave everything as it is
+    served = int(target.name)
+    if not known.exists or known.generation > served:
+        return []                      # a replay, not a leftover: verify reports it, nothing is removed
+    gone = []
+    for p in sorted(snaps.iterdir()):
+        if p.name.isdigit() and int(p.name) > served and p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+            gone.append(p)
     return gone
 
 

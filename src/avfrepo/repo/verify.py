@@ -153,13 +153,23 @@ def _verify_link(cfg: Config, add) -> bool:
         return False
     gens = sorted(int(p.name) for p in snaps.iterdir() if p.name.isdigit())
     served = int(target.name)
-    if gens and served != gens[-1]:
-        add(Check(name, False, f"serves snapshot {served}, but snapshot {gens[-1]} is newer "
-                                "(an old snapshot replayed: pacman -Suu would downgrade)"))
     try:
         known = ledger_mod.load(cfg)
     except AvfrepoError as exc:
         add(Check("ledger.json", False, str(exc)))
+        known = None
+    if gens and served != gens[-1]:
+        newer = [g for g in gens if g > served]
+        if known is not None and known.exists and known.generation <= served:
+            # made and checked, never switched to (a publish killed between the two renames):
+            # the ledger records every switch, and it never recorded these
+            add(Check(f"snapshots/{newer[-1]}", False, f"snapshot(s) {', '.join(map(str, newer))} never served: left "
+                                                       "by an interrupted publish (the next publish removes them)",
+                      "warning"))
+        else:
+            add(Check(name, False, f"serves snapshot {served}, but snapshot {gens[-1]} is newer "
+                                    "(an old snapshot replayed: pacman -Suu would downgrade)"))
+    if known is None:
         return True
     db = target / f"{cfg.repo.name}.db.tar.gz"
     if known.generation > served:
