@@ -20,6 +20,7 @@ full clone costs what it does for the real repository: history sync never needs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import socket
@@ -147,7 +148,7 @@ def main() -> int:
     if args.real:
         return real_main(args)
     base = Path(tempfile.mkdtemp(prefix="avfrepo-bench-sync-"))
-    daemon = None
+    stack = contextlib.ExitStack()
     try:
         served = base / "srv"
         avf = make_demo_upstream(served / "Virtualization")
@@ -155,15 +156,8 @@ def main() -> int:
             avf.commit({f"android/component{i % 7}/blob.bin": os.urandom(args.file_kib * 1024).hex()[: args.file_kib * 1024]},
                        f"unrelated {i}")
         avf.tag("android-16.0.0_r11", message="Android 16.0.0 release 11")
-        port = free_port()
-        daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", f"--base-path={served}", "--export-all",
-                                   "--listen=127.0.0.1", f"--port={port}", str(served)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port = stack.enter_context(git_daemon(served, "Virtualization"))
         url = f"git://127.0.0.1:{port}/Virtualization"
-        for _ in range(50):
-            if subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
         print(f"upstream: {len(avf.repo.tags)} tags, {dir_bytes(avf.path / '.git') / 1e6:.1f} MB of git objects, "
               f"served by git daemon at {url}")
         os.environ["CARGO_NET_OFFLINE"] = "true"       # the fixture crates need no registry
@@ -213,39 +207,41 @@ def main() -> int:
         fixture_upstreams(served)
         versus_nvchecker(base, served, port, args.repeat)
     finally:
-        if daemon:
-            daemon.terminate()
-            daemon.wait()
+        stack.close()
         shutil.rmtree(base, ignore_errors=True)
     return 0
 
 
-def serve(served: Path) -> tuple[subprocess.Popen, int]:
+@contextlib.contextmanager
+def git_daemon(served: Path, probe: str):
+    """`git daemon` serving the repositories under `served` on 127.0.0.1; yields its port once
+    `probe` (one of them) answers, and stops it afterwards."""
     port = free_port()
     daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", f"--base-path={served}", "--export-all",
                                "--listen=127.0.0.1", f"--port={port}", str(served)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(50):
-        if subprocess.run(["git", "ls-remote", f"git://127.0.0.1:{port}/ttyd"], capture_output=True).returncode == 0:
-            break
-        time.sleep(0.1)
-    return daemon, port
+    try:
+        for _ in range(50):
+            if subprocess.run(["git", "ls-remote", f"git://127.0.0.1:{port}/{probe}"],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        yield port
+    finally:
+        daemon.terminate()
+        daemon.wait()
 
 
 def real_main(args) -> int:
     base = Path(tempfile.mkdtemp(prefix="avfrepo-bench-sync-real-"))
-    daemon = None
     try:
         served = base / "srv"
         served.mkdir()
         real_upstreams(served, *args.real)
-        daemon, port = serve(served)
-        init_key(config_mod.SigningConfig(None, base / "gnupg"), "bench <bench@example.invalid>")
-        versus_nvchecker(base, served, port, args.repeat)
+        with git_daemon(served, "ttyd") as port:
+            init_key(config_mod.SigningConfig(None, base / "gnupg"), "bench <bench@example.invalid>")
+            versus_nvchecker(base, served, port, args.repeat)
     finally:
-        if daemon:
-            daemon.terminate()
-            daemon.wait()
         shutil.rmtree(base, ignore_errors=True)
     return 0
 
