@@ -139,7 +139,7 @@ def _packages(tree: Path, src: Path, agent_service: str, agent_method: str, avf_
     rel, vmlinuz, initrd = _kernel(tree)
 
     def userland_src(folder: Path) -> None:
-        _tar(tree, folder / "userland.tar", ".", exclude=("usr/lib/modules", "boot/*", ".complete", "etc/machine-id",
+        _tar(tree, folder / "userland.tar", ".", exclude=("usr/lib/modules", "boot/*", ".complete", ".base", "etc/machine-id",
                                                         "etc/fstab", "etc/hostname", "dev/*", "proc/*", "sys/*",
                                                         "run/*", "tmp/*", "var/cache/apt/*"))
 

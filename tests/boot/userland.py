@@ -9,7 +9,11 @@ Made once per package list and kept in a cache outside the repository
 2. ttyd: Debian has no ttyd package, so ttyd 1.7.7 is compiled in that chroot against Debian's
    libwebsockets (OpenSSL + libuv), json-c, libuv, zlib; the build dependencies are removed
    again. The source is the ttyd release git repository, from AVFREPO_TTYD_GIT (a git dir with
-   the tag 1.7.7) or the public mirror under /work/.mirror when this machine has one.
+   the tag 1.7.7) or the public mirror under /work/.mirror when this machine has one, with the
+   patch ttyd-avf carries (avfrepo's login-vhangup.patch: without it the terminal of `login -f
+   droid` stays blank in most sessions under TCG, as trixie's login is util-linux's).
+   A tree for another ttyd step but the same debootstrap (`.base` holds base_key()) is reused
+   for step 2, instead of a new debootstrap.
 Needs root, network to Debian's archive and qemu-user-static, so it is an install step, not
 a test step: `scripts/setup-debian.sh --tests` runs `python -m tests.boot.userland`, and the
 tests only use the cache (they skip, naming that command, when it is missing).
@@ -34,7 +38,7 @@ INCLUDE = ("systemd", "systemd-sysv", "udev", "dbus", "kmod", "iproute2", "avahi
            "libre2-11")     # python3-grpcio needs libre2-11-absl20240722, which only libre2-11 provides
 TTYD_TAG = "1.7.7"
 TTYD_BUILD_DEPS = ("gcc", "libc6-dev", "libwebsockets-dev", "libjson-c-dev", "libuv1-dev", "libssl-dev",
-                   "zlib1g-dev")
+                   "zlib1g-dev", "patch")
 RECIPE = 1          # bump when the steps below change what the tree contains
 
 
@@ -42,9 +46,29 @@ def cache_root() -> Path:
     return Path(os.environ.get("AVFREPO_TEST_CACHE", "/var/cache/avfrepo-test"))
 
 
+def ttyd_patch() -> bytes:
+    from avfrepo.packages import template_bytes
+    from avfrepo.packages.ttyd_avf import OWN_PATCH
+    return template_bytes(f"ttyd-avf/{OWN_PATCH}")
+
+
+def base_key() -> str:
+    """What the debootstrap step depends on."""
+    return hashlib.sha256("\n".join([SUITE, MIRROR, *INCLUDE]).encode()).hexdigest()[:12]
+
+
 def key() -> str:
     text = "\n".join([SUITE, MIRROR, *INCLUDE, TTYD_TAG, *TTYD_BUILD_DEPS, str(RECIPE)])
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return hashlib.sha256(text.encode() + ttyd_patch()).hexdigest()[:12]
+
+
+def _same_base() -> Path | None:
+    """A complete tree made by the same debootstrap (another ttyd step): its step 2 can be redone."""
+    for tree in sorted(cache_root().glob("arm64-userland-*")):
+        base = tree / ".base"
+        if (tree / ".complete").is_file() and base.is_file() and base.read_text().strip() == base_key():
+            return tree
+    return None
 
 
 def ttyd_git() -> Path | None:
@@ -115,6 +139,13 @@ def ensure(progress=print) -> Path:
     log_path = root / f"arm64-userland-{key()}.log"
     t = time.monotonic()
     with open(log_path, "ab") as log:
+        old = _same_base() if not (work / ".debootstrapped").is_file() else None
+        if old is not None:
+            shutil.rmtree(work, ignore_errors=True)
+            progress(f"userland: reuse the debootstrap of {old.name} (same base {base_key()}), redo the ttyd step")
+            subprocess.run(["cp", "-a", str(old), str(work)], check=True)
+            (work / ".complete").unlink()
+            (work / ".debootstrapped").write_text("")
         if not (work / ".debootstrapped").is_file():
             shutil.rmtree(work, ignore_errors=True)
             progress(f"userland: debootstrap {SUITE} arm64 into {work} (log {log_path})")
@@ -127,25 +158,32 @@ def ensure(progress=print) -> Path:
         archive = subprocess.run(["git", "--git-dir", str(ttyd_git()), "archive", "--format=tar", TTYD_TAG],
                                  check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        (work / "root/ttyd.patch").write_bytes(ttyd_patch())
         progress(f"userland: compile ttyd {TTYD_TAG} in the chroot")
         _chroot(work, f"""
             apt-get update
             apt-get install -y --no-install-recommends {' '.join(TTYD_BUILD_DEPS)}
             cd /root/ttyd-src
+            patch -Np1 --batch -i /root/ttyd.patch
             gcc -O2 -std=gnu99 -D_GNU_SOURCE -I/usr/include/json-c -DTTYD_VERSION='"{TTYD_TAG}"' -o /usr/bin/ttyd \\
                 src/utils.c src/pty.c src/protocol.c src/http.c src/server.c \\
                 -lwebsockets -ljson-c -luv -lssl -lcrypto -lz -lutil
             install -Dm644 man/ttyd.1 /usr/share/man/man1/ttyd.1
             apt-get purge -y --autoremove {' '.join(TTYD_BUILD_DEPS)}
             apt-get clean
-            rm -rf /root/ttyd-src /var/lib/apt/lists/*
+            rm -rf /root/ttyd-src /root/ttyd.patch /var/lib/apt/lists/*
             ttyd --version
             """, log)
     (work / "etc/resolv.conf").unlink(missing_ok=True)
     (work / ".debootstrapped").unlink()
+    (work / ".base").write_text(base_key() + "\n")
     (work / ".complete").write_text(f"made in {time.monotonic() - t:.0f} s\n")
     shutil.rmtree(tree, ignore_errors=True)
     os.replace(work, tree)
+    for other in root.glob("arm64-userland-*"):         # trees of an older ttyd step, same debootstrap
+        if other != tree and other.is_dir() and (other / ".base").is_file() \
+                and (other / ".base").read_text().strip() == base_key():
+            shutil.rmtree(other, ignore_errors=True)
     return tree
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +72,49 @@ def test_new_ttyd_release_bumps_ttyd_avf(tmp_path, avf, signing_home, ttyd):
     p = sync(cfg).packages[0]
     assert (p.action, p.old, p.new) == ("bump", "1.7.7-1", "1.7.8-1")
     assert ttyd.repo.commit("1.7.8").hexsha in (cfg.pkgbuilds / "ttyd-avf/PKGBUILD").read_text()
+
+
+def test_own_login_patch_is_left_out_with_a_note_where_it_does_not_apply(tmp_path, avf, signing_home, ttyd):
+    """The demo ttyd has no src/pty.c: avfrepo's patch cannot apply, and the report says so."""
+    cfg = ttyd_cfg(tmp_path, avf, signing_home, ttyd)
+    p = sync(cfg).packages[0]
+    assert any(r.startswith("avfrepo's login-vhangup.patch does not apply to ttyd 1.7.7: left out") for r in p.reasons)
+    assert not (cfg.pkgbuilds / "ttyd-avf/login-vhangup.patch").exists()
+
+
+def test_real_ttyd_1_7_7_carries_the_login_patch_and_prepare_applies_it(tmp_path, avf, signing_home):
+    """Against ttyd's real repository (AVFREPO_TTYD_GIT, as scripts/setup-debian.sh --tests and
+    ci.yml provide it): the rendered PKGBUILD carries login-vhangup.patch, and makepkg's own
+    source step (git clone of the pinned commit) and prepare() apply it to the real pty.c."""
+    from avfrepo.makepkg import give_to_builder, makepkg
+    from avfrepo.packages import template_bytes
+
+    from ..boot.userland import TTYD_TAG, ttyd_git
+    git = ttyd_git()
+    if git is None:
+        pytest.skip(f"needs ttyd's git repository with tag {TTYD_TAG}: set AVFREPO_TTYD_GIT "
+                    "(ci.yml fetches it; any clone of github.com/tsl0922/ttyd)")
+    own = template_bytes("ttyd-avf/login-vhangup.patch")
+    tmp = Path(tempfile.mkdtemp(prefix="ttyd-prepare-"))     # the test's tmp_path is root's only
+    try:
+        copy = tmp / "ttyd.git"
+        subprocess.run(["git", "clone", "-q", "--bare", "--single-branch", "--branch", TTYD_TAG, f"file://{git}",
+                        str(copy)], check=True)
+        real = type("Upstream", (), {"url": f"file://{copy}"})()
+        cfg = ttyd_cfg(tmp_path, avf, signing_home, real, pattern=r"^(1)\.(7)\.(7)$")
+        p = sync(cfg).packages[0]
+        assert (p.action, p.new) == ("new", "1.7.7-1"), p
+        pkg = cfg.pkgbuilds / "ttyd-avf"
+        assert (pkg / "login-vhangup.patch").read_bytes() == own
+        info = srcinfo.parse((pkg / ".SRCINFO").read_text())
+        assert "login-vhangup.patch" in info.get("source")
+        assert hashlib.sha256(own).hexdigest() in info.get("sha256sums")
+        assert not any("login-vhangup.patch" in r for r in p.reasons)
+        work = tmp / "ttyd-avf"
+        subprocess.run(["cp", "-r", str(pkg), str(work)], check=True)
+        give_to_builder(cfg, tmp)             # after the sync: root's git refuses a repository of another user
+        makepkg(cfg, work, ["--nobuild", "--nodeps", "--noconfirm"], timeout=300)
+        pty = (work / "src/ttyd/src/pty.c").read_text()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert "static void retry_cb(uv_timer_t *timer)" in pty and "n == UV_EIO && process->retry != NULL" in pty

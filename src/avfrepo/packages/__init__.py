@@ -158,6 +158,12 @@ def template(path: str, **values: object) -> bytes:
         raise UnsafeValue(f"{path}: {exc}") from None
 
 
+def template_bytes(path: str) -> bytes:
+    """A file of templates/ as it is, not rendered (a patch must reach the PKGBUILD byte for byte)."""
+    from importlib.resources import files
+    return files("avfrepo").joinpath("templates", *path.split("/")).read_bytes()
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -4,6 +4,10 @@
 - AVF's `build/debian/ttyd/xtermjs_a11y.patch` rewrites the generated `src/html.h` of one
   ttyd release (1.7.7): it is carried when it applies to the tracked release, and left
   out, with a note in the sync report, when it does not.
+- avfrepo's own `login-vhangup.patch` (templates/ttyd-avf/): ttyd 1.7.7 stops reading the
+  terminal for good when util-linux login (Arch's /usr/bin/login) hangs it up at the start of
+  every session, so the Terminal app's terminal could stay blank; carried while it applies, left
+  out with a note (check whether the ttyd release fixed it) when it does not.
 - libwebsockets: Arch's package, built with OpenSSL. AVF's `client_cert.patch` only touches
   libwebsockets' mbedtls backend, so it would change nothing here; OpenSSL verifies the
   host's client certificate with `--ssl-ca` unpatched (see ttyd.service in avf-config).
@@ -12,12 +16,13 @@
 from __future__ import annotations
 
 from ..run import run
-from . import Context, Rendered, SourceFile, sha256, template
+from . import Context, Rendered, SourceFile, sha256, template, template_bytes
 
 NAME = "ttyd-avf"
 UPSTREAMS = ("ttyd", "avf")
 TREES = {"ttyd": (), "avf": ("build/debian/ttyd",)}
 PATCH = "xtermjs_a11y.patch"
+OWN_PATCH = "login-vhangup.patch"
 
 
 def applies(patch: bytes, tree) -> tuple[bool, str]:
@@ -42,6 +47,15 @@ def render(ctx: Context) -> Rendered:
                          + (f" ({why.splitlines()[0]})" if why else ""))
     else:
         notes.append(f"AVF {avf.version} has no build/debian/ttyd/{PATCH}")
+    own = template_bytes(f"ttyd-avf/{OWN_PATCH}")
+    ok, why = applies(own, ctx.trees["ttyd"])
+    if ok:
+        files[OWN_PATCH] = own
+        sources.append(SourceFile(OWN_PATCH, sha256(own)))
+    else:
+        notes.append(f"avfrepo's {OWN_PATCH} does not apply to ttyd {ttyd.version}: left out; check whether this "
+                     "release still stops reading the terminal when login hangs it up (a blank terminal)"
+                     + (f" ({why.splitlines()[0]})" if why else ""))
     files["PKGBUILD"] = template("ttyd-avf/PKGBUILD.j2", url=ctx.config.upstream("ttyd").url,
                                  commit=ttyd.commit, sources=sources)
     return Rendered(NAME, ttyd.pkgver, {"ttyd": ttyd.version, "avf": avf.version}, files, tuple(notes))
