@@ -41,3 +41,32 @@ def test_ttyd_closing_mid_frame_is_a_connection_error():
     else:
         raise AssertionError("no ConnectionError")
     ours.close()
+
+
+def test_a_terminal_that_stays_silent_is_given_up_naming_the_cause(monkeypatch):
+    """ttyd answers the WebSocket and sends its title and preferences, then no output ever (what
+    a ttyd that stopped reading the pty after login's vhangup does): a TimeoutError after `ready`
+    that says so, not a bare socket timeout."""
+    import threading
+    import time
+
+    import pytest
+    ours, theirs = socket.socketpair()
+    monkeypatch.setattr(ttyd, "_connect", lambda *a: ours)
+
+    def server():
+        req = b""
+        while b"\r\n\r\n" not in req:
+            req += theirs.recv(1)
+        theirs.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
+        theirs.recv(4096)                                           # the client's size JSON
+        theirs.sendall(bytes([0x82, 6]) + b"1title" + bytes([0x82, 3]) + b"2{}")
+    t = threading.Thread(target=server, daemon=True)
+    t.start()
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"wrote nothing in 1 s .*login-vhangup\.patch"):
+        ttyd.Shell(7681, None, None, timeout=5, ready=1)
+    assert time.monotonic() - start < 4
+    t.join(5)
+    ours.close()
+    theirs.close()

@@ -65,10 +65,11 @@ class Shell:
     """ttyd's terminal: run a command, get its output and exit status."""
 
     def __init__(self, port: int, cert: Path, key: Path, timeout: float = 30, ready: float = 15):
-        """ready: how long login may take to write its first output. Seen under TCG: the first
-        terminal of a boot can stay silent for good (90 s and more) while a second one, opened
-        seconds later, answers at once; so a silent terminal is given up early and the caller
-        opens another (Session._shell), instead of waiting on it."""
+        """ready: how long login may take to write its first output. A terminal that stays
+        silent for good is a ttyd that stopped reading it: ttyd 1.7.7 does so when util-linux
+        login hangs the terminal up at the start of the session (vhangup; ttyd-avf carries
+        login-vhangup.patch against it), in most sessions under TCG. So a silent terminal is
+        given up early and the caller opens another (Session._shell), instead of waiting on it."""
         self.sock = _connect(port, cert, key, timeout)
         self.sock.settimeout(timeout)
         self.pings = 0
@@ -88,11 +89,16 @@ class Shell:
         self.out = ""
         self.n = 0
         deadline = time.monotonic() + ready
+        silent = TimeoutError(f"ttyd's terminal (login -f droid) wrote nothing in {ready:.0f} s (a ttyd that stops "
+                              "reading when login hangs the terminal up: see ttyd-avf's login-vhangup.patch)")
         while True:                 # the login shell's first output: the terminal is ready for input
             if time.monotonic() > deadline:
-                raise TimeoutError(f"ttyd's terminal (login -f droid) wrote nothing in {ready:.0f} s")
+                raise silent
             self.sock.settimeout(max(0.1, deadline - time.monotonic()))
-            op, data = self._frame()
+            try:
+                op, data = self._frame()
+            except TimeoutError:
+                raise silent from None
             if op == 8:
                 raise ConnectionError("ttyd closed the terminal before it started")
             if op in (1, 2) and data[:1] == b"0":
