@@ -98,6 +98,14 @@ def good_image(stock_image) -> Path:
     return stock_image
 
 
+def one_cpu(folder: Path) -> None:
+    """cpu_topology "one_cpu", the app's other setting: the defect boots run on one vCPU (the good
+    boot keeps the image's match_host), so two boots at once do not put 4 vCPU threads on 2 cores."""
+    cfg = json.loads((folder / "vm_config.json").read_text())
+    cfg["cpu_topology"] = "one_cpu"
+    (folder / "vm_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+
+
 def without_kernel(folder: Path) -> None:
     subprocess.run(["mdel", "-i", str(folder / "efi_part"), "::/vmlinuz-linux-avf"], check=True,
                    env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"})

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from avfrepo.boot import boot
+from avfrepo.boot import boot, qemu
 from avfrepo.cli import main
 
-from .conftest import FAILING_UNIT, rewrite, set_esp_writable, with_failing_unit, without_kernel, wrong_root_guid
+from .conftest import FAILING_UNIT, one_cpu, rewrite, set_esp_writable, with_failing_unit, without_kernel, wrong_root_guid
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 600
@@ -34,6 +34,7 @@ def test_the_standin_image_boots_as_on_a_phone(good_image, boot_repos, tmp_path,
         print("\n" + "\n".join(f"  {c['status']:<4} {c['at'] or '':>6} {c['name']:<24} {c['detail']}"
                                for c in data["checks"]))
     assert code == 0 and data["ok"] and data["failed"] == [], data["failed"]
+    assert data["cpus"] == qemu.host_cpus()                        # cpu_topology "match_host"
     by = {c["name"]: c for c in data["checks"]}
     at = [by[m]["at"] for m in ("firmware", "systemd-boot", "kernel", "multi-user.target")]
     assert all(a is not None for a in at) and at == sorted(at)
@@ -51,7 +52,7 @@ def test_the_standin_image_boots_as_on_a_phone(good_image, boot_repos, tmp_path,
 
 
 def test_no_kernel_on_the_esp(good_image, boot_repos, tmp_path):
-    img = rewrite(good_image, tmp_path / "images.tar.gz", without_kernel)
+    img = rewrite(good_image, tmp_path / "images.tar.gz", lambda f: (without_kernel(f), one_cpu(f)))
     report = boot(img, timeout=TIMEOUT, avf_tree=boot_repos[2])     # the app always has DebianService
     show(report)
     by = checks(report)
@@ -62,7 +63,7 @@ def test_no_kernel_on_the_esp(good_image, boot_repos, tmp_path):
 
 
 def test_a_vm_config_guid_that_is_not_the_partitions(good_image, boot_repos, tmp_path):
-    img = rewrite(good_image, tmp_path / "images.tar.gz", wrong_root_guid)
+    img = rewrite(good_image, tmp_path / "images.tar.gz", lambda f: (wrong_root_guid(f), one_cpu(f)))
     report = boot(img, timeout=TIMEOUT, avf_tree=boot_repos[2])     # the app always has DebianService
     show(report)
     by = checks(report)
@@ -76,11 +77,13 @@ def test_esp_read_only_while_boot_is_mounted_rw_and_a_failing_unit(good_image, b
     def edit(folder):
         set_esp_writable(False)(folder)
         with_failing_unit(folder)
+        one_cpu(folder)
     img = rewrite(good_image, tmp_path / "images.tar.gz", edit)
     report = boot(img, timeout=TIMEOUT, avf_tree=boot_repos[2])     # the app always has DebianService
     show(report)
     by = checks(report)
     assert not report.ok and by["multi-user.target"].ok is True
+    assert report.cpus == 1                                         # cpu_topology "one_cpu"
     assert by["EFI stays read-only"].ok is False and "mounted rw at /boot" in by["EFI stays read-only"].detail
     assert by["failed units"].ok is False and FAILING_UNIT in by["failed units"].detail
     assert by["poweroff"].ok is True
