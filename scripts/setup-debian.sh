@@ -13,8 +13,9 @@
 #  - with --tests: also makes what the tests need from the network, so that the tests use none:
 #    the boot tests' arm64 Debian userland (debootstrap of trixie through qemu-user-static, about
 #    17 min once, cached in $AVFREPO_TEST_CACHE, default /var/cache/avfrepo-test). It compiles
-#    ttyd 1.7.7 from its git repository ($AVFREPO_TTYD_GIT; Debian has no ttyd package): without
-#    one, it says so and the boot tests skip, naming the reason.
+#    ttyd 1.7.7 from its git repository ($AVFREPO_TTYD_GIT; Debian has no ttyd package) with the
+#    patch ttyd-avf carries (login-vhangup.patch): without one, it says so and the boot tests skip,
+#    naming the reason. A change of only the ttyd step reuses the cached debootstrap (~2 min).
 # Idempotent: running it again only re-checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
