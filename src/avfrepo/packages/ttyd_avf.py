@@ -30,32 +30,31 @@ def applies(patch: bytes, tree) -> tuple[bool, str]:
     return res.returncode == 0, (res.stdout + res.stderr).strip()
 
 
+def _carry(name: str, data: bytes, tree, files: dict[str, bytes], sources: list[SourceFile]) -> str | None:
+    """Carry the patch when it applies to tree: None. Else the refusal's first line, as " (...)"
+    for the sync report's note ("" when patch said nothing), and nothing is carried."""
+    ok, why = applies(data, tree)
+    if not ok:
+        return f" ({why.splitlines()[0]})" if why else ""
+    files[name] = data
+    sources.append(SourceFile(name, sha256(data)))
+    return None
+
+
 def render(ctx: Context) -> Rendered:
     ttyd, avf = ctx.releases["ttyd"], ctx.releases["avf"]
     notes: list[str] = []
     files: dict[str, bytes] = {}
     sources: list[SourceFile] = []
     patch_file = ctx.trees["avf"] / "build/debian/ttyd" / PATCH
-    if patch_file.is_file():
-        data = patch_file.read_bytes()
-        ok, why = applies(data, ctx.trees["ttyd"])
-        if ok:
-            files[PATCH] = data
-            sources.append(SourceFile(PATCH, sha256(data)))
-        else:
-            notes.append(f"{PATCH} from AVF {avf.version} does not apply to ttyd {ttyd.version}: left out"
-                         + (f" ({why.splitlines()[0]})" if why else ""))
-    else:
+    if not patch_file.is_file():
         notes.append(f"AVF {avf.version} has no build/debian/ttyd/{PATCH}")
-    own = template_bytes(f"ttyd-avf/{OWN_PATCH}")
-    ok, why = applies(own, ctx.trees["ttyd"])
-    if ok:
-        files[OWN_PATCH] = own
-        sources.append(SourceFile(OWN_PATCH, sha256(own)))
-    else:
+    elif (why := _carry(PATCH, patch_file.read_bytes(), ctx.trees["ttyd"], files, sources)) is not None:
+        notes.append(f"{PATCH} from AVF {avf.version} does not apply to ttyd {ttyd.version}: left out" + why)
+    why = _carry(OWN_PATCH, template_bytes(f"ttyd-avf/{OWN_PATCH}"), ctx.trees["ttyd"], files, sources)
+    if why is not None:
         notes.append(f"avfrepo's {OWN_PATCH} does not apply to ttyd {ttyd.version}: left out; check whether this "
-                     "release still stops reading the terminal when login hangs it up (a blank terminal)"
-                     + (f" ({why.splitlines()[0]})" if why else ""))
+                     "release still stops reading the terminal when login hangs it up (a blank terminal)" + why)
     files["PKGBUILD"] = template("ttyd-avf/PKGBUILD.j2", url=ctx.config.upstream("ttyd").url,
                                  commit=ttyd.commit, sources=sources)
     return Rendered(NAME, ttyd.pkgver, {"ttyd": ttyd.version, "avf": avf.version}, files, tuple(notes))
