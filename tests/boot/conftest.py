@@ -77,14 +77,20 @@ def rewrite(src: Path, dest: Path, edit: Callable[[Path], None]) -> Path:
     return dest
 
 
+def edit_vm_config(folder: Path, change: Callable[[dict], None]) -> None:
+    """Apply change to the image folder's vm_config.json, in place."""
+    path = folder / "vm_config.json"
+    cfg = json.loads(path.read_text())
+    change(cfg)
+    path.write_text(json.dumps(cfg, indent=2) + "\n")
+
+
 def set_esp_writable(writable: bool) -> Callable[[Path], None]:
-    def edit(folder: Path) -> None:
-        cfg = json.loads((folder / "vm_config.json").read_text())
+    def change(cfg: dict) -> None:
         for p in cfg["disks"][0]["partitions"]:
             if p["label"] == "EFI":
                 p["writable"] = writable
-        (folder / "vm_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    return edit
+    return lambda folder: edit_vm_config(folder, change)
 
 
 @pytest.fixture(scope="session")
@@ -101,9 +107,7 @@ def good_image(stock_image) -> Path:
 def one_cpu(folder: Path) -> None:
     """cpu_topology "one_cpu", the app's other setting: the defect boots run on one vCPU (the good
     boot keeps the image's match_host), so two boots at once do not put 4 vCPU threads on 2 cores."""
-    cfg = json.loads((folder / "vm_config.json").read_text())
-    cfg["cpu_topology"] = "one_cpu"
-    (folder / "vm_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    edit_vm_config(folder, lambda cfg: cfg.update(cpu_topology="one_cpu"))
 
 
 def without_kernel(folder: Path) -> None:
@@ -112,9 +116,7 @@ def without_kernel(folder: Path) -> None:
 
 
 def wrong_root_guid(folder: Path) -> None:
-    cfg = json.loads((folder / "vm_config.json").read_text())
-    cfg["disks"][0]["partitions"][1]["guid"] = str(uuid.uuid4())
-    (folder / "vm_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    edit_vm_config(folder, lambda cfg: cfg["disks"][0]["partitions"][1].update(guid=str(uuid.uuid4())))
 
 
 FAILING_UNIT = "standin-fails.service"

@@ -62,13 +62,14 @@ def key() -> str:
     return hashlib.sha256(text.encode() + ttyd_patch()).hexdigest()[:12]
 
 
-def _same_base() -> Path | None:
-    """A complete tree made by the same debootstrap (another ttyd step): its step 2 can be redone."""
+def _same_base() -> list[Path]:
+    """The complete trees made by the same debootstrap (another ttyd step, or this one)."""
+    out = []
     for tree in sorted(cache_root().glob("arm64-userland-*")):
         base = tree / ".base"
         if (tree / ".complete").is_file() and base.is_file() and base.read_text().strip() == base_key():
-            return tree
-    return None
+            out.append(tree)
+    return out
 
 
 def ttyd_git() -> Path | None:
@@ -139,7 +140,7 @@ def ensure(progress=print) -> Path:
     log_path = root / f"arm64-userland-{key()}.log"
     t = time.monotonic()
     with open(log_path, "ab") as log:
-        old = _same_base() if not (work / ".debootstrapped").is_file() else None
+        old = next(iter(_same_base()), None) if not (work / ".debootstrapped").is_file() else None
         if old is not None:
             shutil.rmtree(work, ignore_errors=True)
             progress(f"userland: reuse the debootstrap of {old.name} (same base {base_key()}), redo the ttyd step")
@@ -180,9 +181,8 @@ def ensure(progress=print) -> Path:
     (work / ".complete").write_text(f"made in {time.monotonic() - t:.0f} s\n")
     shutil.rmtree(tree, ignore_errors=True)
     os.replace(work, tree)
-    for other in root.glob("arm64-userland-*"):         # trees of an older ttyd step, same debootstrap
-        if other != tree and other.is_dir() and (other / ".base").is_file() \
-                and (other / ".base").read_text().strip() == base_key():
+    for other in _same_base():                            # trees of an older ttyd step, same debootstrap
+        if other != tree:
             shutil.rmtree(other, ignore_errors=True)
     return tree
 

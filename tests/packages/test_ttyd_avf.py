@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -100,7 +101,7 @@ def test_real_ttyd_1_7_7_carries_the_login_patch_and_prepare_applies_it(tmp_path
         copy = tmp / "ttyd.git"
         subprocess.run(["git", "clone", "-q", "--bare", "--single-branch", "--branch", TTYD_TAG, f"file://{git}",
                         str(copy)], check=True)
-        real = type("Upstream", (), {"url": f"file://{copy}"})()
+        real = SimpleNamespace(url=f"file://{copy}")     # ttyd_cfg reads only .url
         cfg = ttyd_cfg(tmp_path, avf, signing_home, real, pattern=r"^(1)\.(7)\.(7)$")
         p = sync(cfg).packages[0]
         assert (p.action, p.new) == ("new", "1.7.7-1"), p
