@@ -32,6 +32,12 @@ from .errors import BootError
 
 FIRMWARE = ("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd", "/usr/share/AAVMF/AAVMF_CODE.fd")
 GUEST_TTYD_PORT = 7681
+# The CPU under TCG: every feature this qemu emulates (a phone's ARMv9 core has pointer
+# authentication, LSE atomics, SVE2; cortex-a72 is ARMv8.0), with pointer authentication by
+# qemu's cheap implementation-defined algorithm instead of emulated QARMA. Measured on the boot
+# tests' good image, two boots of each alternating on an idle 2-core x86_64 host (qemu 7.2):
+# cortex-a72 109 core-s and 84 s to poweroff, this 85 core-s and 67 s.
+TCG_CPU = "max,pauth-impdef=on"
 
 
 def firmware() -> Path:
@@ -85,7 +91,7 @@ class Machine:
 
     def argv(self) -> list[str]:
         a = [qemu_binary(), "-M", "virt", "-accel", self.accel,
-             "-cpu", "host" if self.accel == "kvm" else "cortex-a72",
+             "-cpu", "host" if self.accel == "kvm" else TCG_CPU,
              "-smp", str(self.cpus), "-m", f"{self.memory_mib}M",
              "-bios", str(firmware()), "-no-reboot", "-nodefaults", "-display", "none",
              "-object", f"memory-backend-memfd,id=mem,size={self.memory_mib}M,share=on",

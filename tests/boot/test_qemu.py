@@ -1,0 +1,40 @@
+"""The qemu command line `avfrepo boot` starts: the TCG CPU model is one this qemu accepts."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from avfrepo.boot import qemu
+
+from ..conftest import require_tools
+
+
+def _machine(tmp_path: Path, accel: str) -> qemu.Machine:
+    return qemu.Machine(disk=tmp_path / "disk.img", memory_mib=256, cpus=1, balloon=False, host_port=1,
+                        shares=[], firmware_log=tmp_path / "fw.log", console_log=tmp_path / "con.log",
+                        qmp=tmp_path / "qmp.sock", accel=accel)
+
+
+def test_tcg_uses_the_tcg_cpu_and_kvm_the_host_cpu(tmp_path):
+    require_tools("qemu-system-aarch64")
+    for accel, cpu in (("tcg", qemu.TCG_CPU), ("kvm", "host")):
+        argv = _machine(tmp_path, accel).argv()
+        assert argv[argv.index("-cpu") + 1] == cpu and argv[argv.index("-accel") + 1] == accel
+
+
+def _starts(cpu: str) -> subprocess.CompletedProcess:
+    """qemu with this -cpu on the virt board, paused (-S), told to quit on its monitor."""
+    return subprocess.run(["qemu-system-aarch64", "-M", "virt", "-accel", "tcg", "-cpu", cpu, "-m", "128M",
+                           "-nodefaults", "-display", "none", "-S", "-monitor", "stdio"],
+                          input="quit\n", capture_output=True, text=True, timeout=60)
+
+
+def test_this_qemu_accepts_the_tcg_cpu_and_refuses_a_property_it_lacks():
+    require_tools("qemu-system-aarch64")
+    good = _starts(qemu.TCG_CPU)
+    assert good.returncode == 0, good.stderr
+    bad = _starts(qemu.TCG_CPU + ",pauth-nosuch=on")         # the same check fails on an unknown property
+    assert bad.returncode != 0 and "pauth-nosuch" in bad.stderr, (bad.returncode, bad.stderr)
