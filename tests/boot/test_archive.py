@@ -115,3 +115,77 @@ def test_refuses_a_link_member(tmp_path):
             tf.addfile(info, io.BytesIO(data))
     with pytest.raises(ImageRefused, match="efi_part is not a regular file"):
         archive.read(path, tmp_path / "out")
+
+
+def test_reads_the_gzip_stream_once_when_the_texts_come_first(tmp_path, monkeypatch):
+    import gzip
+    rewinds = []
+    real = gzip._GzipReader._rewind
+    monkeypatch.setattr(gzip._GzipReader, "_rewind", lambda self: (rewinds.append(1), real(self))[1])
+    img = archive.read(make_archive(tmp_path / "images.tar.gz", good_members()), tmp_path / "out")
+    assert img.member("efi_part").read_bytes() == b"E" * 4096 and rewinds == []
+    # a partition ahead of vm_config.json: found by a second pass, the same result
+    m = good_members()
+    first = {"efi_part": m.pop("efi_part")}
+    img = archive.read(make_archive(tmp_path / "late.tar.gz", {**first, **m}), tmp_path / "late")
+    assert img.member("efi_part").read_bytes() == b"E" * 4096 and img.member("root_part").read_bytes() == b"R" * 8192
+    assert rewinds and sorted(p.name for p in (tmp_path / "late").iterdir()) == [
+        "build_id", "efi_part", "root_part", "vm_config.json"]
+
+
+def test_a_truncated_archive_is_damaged_and_leaves_nothing(tmp_path):
+    good = make_archive(tmp_path / "good.tar.gz", good_members(root_part=bytes(range(256)) * 4096))
+    cut = tmp_path / "images.tar.gz"
+    cut.write_bytes(good.read_bytes()[:good.stat().st_size * 2 // 3])
+    with pytest.raises(ImageRefused, match="images.tar.gz: the archive is damaged"):
+        archive.read(cut, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_last_member_of_a_name_counts_and_a_refusal_leaves_nothing(tmp_path):
+    path = tmp_path / "images.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in [*good_members().items(), ("efi_part", None)]:
+            info = tarfile.TarInfo(name)
+            if data is None:                          # efi_part again, now a link: the app would get the link
+                info.type, info.linkname = tarfile.SYMTYPE, "/dev/sda"
+                tf.addfile(info)
+            else:
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    with pytest.raises(ImageRefused, match="efi_part is not a regular file"):
+        archive.read(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()            # the first efi_part was written, then taken back
+    # a second vm_config.json naming another root file: that one is extracted, not the first one's
+    other = vm_config(disks=[{"partitions": [{"label": "ROOT", "path": "$PAYLOAD_DIR/root2", "writable": True,
+                                              "guid": ROOT_GUID}]}])
+    m = {**good_members(), "root2": b"2" * 512}
+    path2 = tmp_path / "two.tar.gz"
+    with tarfile.open(path2, "w:gz") as tf:
+        for name, data in [*m.items(), ("vm_config.json", json.dumps(other).encode())]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    img = archive.read(path2, tmp_path / "out2")
+    assert [p.member for p in img.vm_config.partitions] == ["root2"]
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["build_id", "root2", "vm_config.json"]
+
+
+def test_a_full_disk_is_this_machines_error_not_a_damaged_archive(tmp_path):
+    import os
+    import subprocess
+
+    from avfrepo.boot.errors import BootError
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        path = make_archive(tmp_path / "images.tar.gz", good_members(root_part=b"R" * (1 << 20)))
+        with pytest.raises(BootError) as exc:
+            archive.read(path, small / "out")
+        assert not isinstance(exc.value, ImageRefused) and "cannot write" in str(exc.value)
+        assert "1 MiB for root_part" in str(exc.value) and not (small / "out").exists()
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
