@@ -62,8 +62,14 @@ def copy_workdir(template: Path, dest: Path) -> None:
 def pytest_collection_modifyitems(items) -> None:
     """Slow tests first; under `--dist loadgroup`, keep the tests that use one module-scoped fixture (an image, a
     served repository) on one worker, so that it is made once, not once per worker."""
-    # the long tests (marked slow) first, so that no worker starts one when the others are done
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    # the long tests (marked slow) first, so that no worker starts one when the others are done;
+    # those marked after_slow (they wait on a shared fixture another slow test makes) after the
+    # other slow ones, so that the other worker does not start the run waiting on that lock
+    def rank(item) -> int:
+        if item.get_closest_marker("after_slow") is not None:
+            return 1
+        return 0 if item.get_closest_marker("slow") is not None else 2
+    items.sort(key=rank)
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         if info is None:

@@ -4,6 +4,7 @@ carry real Debian arm64 binaries (standins.py, userland.py), then changed one de
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -61,20 +62,41 @@ def stock_image(tmp_path_factory, signing_home, boot_repos, trusted_gpgdir) -> P
     return Path(shared(tmp_path_factory, "boot-image", make))
 
 
-def rewrite(src: Path, dest: Path, edit: Callable[[Path], None]) -> Path:
-    """A copy of images.tar.gz with edit(folder of its members) applied (tar + gzip as the image step)."""
+def rewrite(members: Path, dest: Path, edit: Callable[[Path], None], copy: tuple[str, ...] = ()) -> Path:
+    """images.tar.gz of the good image's members (good_image_members) with edit(folder) applied.
+    The small members and those named in `copy` are copies the edit may change; the partition
+    files not named are hard links to the run's one extraction, checked unchanged afterwards (an
+    edit that wrote to one would change every later defect image). Written as image_archive.write
+    writes it, a gzip'd GNU tar of the same members, at gzip level 0 (stored blocks): still the
+    format the app reads; what these images test is the edit, not the compression (level 1 cost
+    ~9 s of CPU for the ~1 GB, level 0 ~2.4 s; each boot then inflates stored blocks, ~2 s, not ~4)."""
     folder = dest.parent / (dest.name + ".d")
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    subprocess.run(["tar", "-xzf", str(src), "-C", str(folder)], check=True)
+    linked = {}
+    for name in image_archive.MEMBERS:
+        src = members / name
+        if name in copy or src.stat().st_size < 1 << 20:
+            shutil.copyfile(src, folder / name)
+        else:
+            os.link(src, folder / name)
+            linked[name] = _stamp(src)
     edit(folder)
-    # as image_archive.write, at gzip level 1: the same format the app reads (a gzip'd GNU tar of
-    # the same members), ~4x less CPU than the default level for the ~1 GB of partition images
+    changed = [n for n, stamp in linked.items() if _stamp(members / n) != stamp]
+    assert not changed, f"the edit changed {changed}, hard links to the run's shared extraction: name them in copy="
     subprocess.run(["tar", "--create", "--format=gnu", "--owner=0", "--group=0", "--numeric-owner",
-                    f"--use-compress-program={image_archive.compressor()} -1", "--file", str(dest), "-C", str(folder),
-                    *image_archive.MEMBERS], check=True)
+                    f"--use-compress-program={image_archive.compressor()} -{LEVEL}", "--file", str(dest),
+                    "-C", str(folder), *image_archive.MEMBERS], check=True)
     shutil.rmtree(folder)
     return dest
+
+
+LEVEL = 0 if image_archive.compressor() == "pigz" else 1      # gzip(1) has no level 0
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
 
 
 def edit_vm_config(folder: Path, change: Callable[[dict], None]) -> None:
@@ -102,6 +124,16 @@ def good_image(stock_image) -> Path:
     esp = [p["writable"] for p in cfg["disks"][0]["partitions"] if p["label"] == "EFI"]
     assert esp == [True], f"the image step's vm_config.json: EFI writable {esp}"
     return stock_image
+
+
+@pytest.fixture(scope="session")
+def good_image_members(tmp_path_factory, good_image) -> Path:
+    """The good image's members, extracted once per run (shared): read-only to the tests, which
+    make their defect images from it with rewrite()."""
+    def make(base: Path) -> str:
+        subprocess.run(["tar", "-xzf", str(good_image), "-C", str(base)], check=True)
+        return str(base)
+    return Path(shared(tmp_path_factory, "boot-image-members", make))
 
 
 def one_cpu(folder: Path) -> None:

@@ -15,6 +15,9 @@ from .conftest import FAILING_UNIT, one_cpu, rewrite, set_esp_writable, with_fai
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 600
+# the defect images are made from the good image, which the good boot's worker makes first (~45 s):
+# the other worker runs other slow tests meanwhile instead of waiting on that lock
+AFTER_GOOD_BOOT = pytest.mark.after_slow
 
 
 def checks(report) -> dict[str, object]:
@@ -51,8 +54,10 @@ def test_the_standin_image_boots_as_on_a_phone(good_image, boot_repos, tmp_path,
     assert (tmp_path / "keep" / "console.log").stat().st_size > 0
 
 
-def test_no_kernel_on_the_esp(good_image, boot_repos, tmp_path):
-    img = rewrite(good_image, tmp_path / "images.tar.gz", lambda f: (without_kernel(f), one_cpu(f)))
+@AFTER_GOOD_BOOT
+def test_no_kernel_on_the_esp(good_image_members, boot_repos, tmp_path):
+    img = rewrite(good_image_members, tmp_path / "images.tar.gz", lambda f: (without_kernel(f), one_cpu(f)),
+                  copy=("efi_part",))
     report = boot(img, timeout=TIMEOUT, avf_tree=boot_repos[2])     # the app always has DebianService
     show(report)
     by = checks(report)
@@ -62,8 +67,9 @@ def test_no_kernel_on_the_esp(good_image, boot_repos, tmp_path):
     assert "vmlinuz-linux-avf" in by["kernel"].detail or "systemd-boot" in by["kernel"].detail
 
 
-def test_a_vm_config_guid_that_is_not_the_partitions(good_image, boot_repos, tmp_path):
-    img = rewrite(good_image, tmp_path / "images.tar.gz", lambda f: (wrong_root_guid(f), one_cpu(f)))
+@AFTER_GOOD_BOOT
+def test_a_vm_config_guid_that_is_not_the_partitions(good_image_members, boot_repos, tmp_path):
+    img = rewrite(good_image_members, tmp_path / "images.tar.gz", lambda f: (wrong_root_guid(f), one_cpu(f)))
     report = boot(img, timeout=TIMEOUT, avf_tree=boot_repos[2])     # the app always has DebianService
     show(report)
     by = checks(report)
@@ -73,12 +79,13 @@ def test_a_vm_config_guid_that_is_not_the_partitions(good_image, boot_repos, tmp
     assert by["multi-user.target"].ok is False and "initramfs" in by["multi-user.target"].detail
 
 
-def test_esp_read_only_while_boot_is_mounted_rw_and_a_failing_unit(good_image, boot_repos, tmp_path):
+@AFTER_GOOD_BOOT
+def test_esp_read_only_while_boot_is_mounted_rw_and_a_failing_unit(good_image_members, boot_repos, tmp_path):
     def edit(folder):
         set_esp_writable(False)(folder)
         with_failing_unit(folder)
         one_cpu(folder)
-    img = rewrite(good_image, tmp_path / "images.tar.gz", edit)
+    img = rewrite(good_image_members, tmp_path / "images.tar.gz", edit, copy=("root_part",))
     report = boot(img, timeout=TIMEOUT, avf_tree=boot_repos[2])     # the app always has DebianService
     show(report)
     by = checks(report)
