@@ -91,6 +91,58 @@ def hermetic_git():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def printsrcinfo_once_per_input(tmp_path_factory):
+    """`makepkg --printsrcinfo` prints the same .SRCINFO for the same files under the same
+    makepkg.conf (tests/test_makepkg.py checks it), and the suite asks it ~170 times for ~100
+    distinct inputs (the same demo packages synced by many tests), at ~0.9 s of makepkg's lint
+    each. So for the run, each distinct input (the package's files, the retargeted
+    makepkg.conf, which makepkg, the build user) is given to the REAL makepkg once, by whichever
+    worker gets there first, and its output is kept under the run's temp folder for the others.
+    Only a success is kept: a failing PKGBUILD, a PATH without makepkg, any other argument list
+    run makepkg every time."""
+    import hashlib
+
+    from avfrepo import makepkg as mk
+    from avfrepo.run import Result
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    memo = base / "printsrcinfo-memo"
+    memo.mkdir(exist_ok=True)
+    real = mk.makepkg
+
+    def key(cfg, pkgdir: Path, env) -> str | None:
+        tool = shutil.which("makepkg")
+        if tool is None or env:
+            return None
+        h = hashlib.sha256()
+        for part in (tool, str(os.stat(tool).st_mtime_ns), mk.makepkg_conf(cfg), cfg.build.user):
+            h.update(part.encode() + b"\0")
+        for f in sorted(p for p in pkgdir.rglob("*") if p.is_file() or p.is_symlink()):
+            h.update(str(f.relative_to(pkgdir)).encode() + b"\0")
+            h.update((os.readlink(f).encode() if f.is_symlink() else f.read_bytes()) + b"\0")
+        return h.hexdigest()
+
+    def makepkg(cfg, pkgdir, args, *, env=None, **kw):
+        k = key(cfg, Path(pkgdir), env) if list(args) == ["--printsrcinfo"] else None
+        if k is None:
+            return real(cfg, pkgdir, args, env=env, **kw)
+        kept = memo / k
+        if kept.is_file():
+            return Result(["makepkg", "--printsrcinfo"], 0, kept.read_text(), "")
+        result = real(cfg, pkgdir, args, env=env, **kw)
+        tmp = kept.with_name(f"{k}.{os.getpid()}.tmp")
+        tmp.write_text(result.stdout)
+        os.replace(tmp, kept)
+        return result
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mk, "makepkg", makepkg)
+        yield real
+
+
 def require_build_user() -> None:
     if os.geteuid() == 0:
         if subprocess.run(["id", "-u", BUILD_USER], capture_output=True).returncode != 0:

@@ -12,22 +12,9 @@ from avfrepo import config as config_mod
 from avfrepo.build import build
 from avfrepo.demo import FakeAvf, write_config
 from avfrepo.formats.repodb import read_db
-from avfrepo.makepkg import makepkg_conf, printsrcinfo
+from avfrepo.makepkg import printsrcinfo
 
 from ..conftest import copy_workdir, require_build_user, require_tools, shared
-
-# `makepkg --printsrcinfo` takes 0.5 s and these tests write the same few PKGBUILDs again and
-# again: the same bytes under the same makepkg.conf give the same .SRCINFO, so each worker asks
-# the real makepkg once per distinct PKGBUILD
-_srcinfo: dict[tuple[str, bytes], str] = {}
-
-
-def srcinfo(cfg, pkgbuild: bytes) -> str:
-    key = (makepkg_conf(cfg), pkgbuild)
-    if key not in _srcinfo:
-        _srcinfo[key] = printsrcinfo(cfg, {"PKGBUILD": pkgbuild})
-    return _srcinfo[key]
-
 
 def write_pkg(cfg, name: str, version: str = "1.0", rel: int | str = 1, depends: tuple[str, ...] = (),
               body: str = 'echo "$pkgname" > "$pkgdir/usr/share/$pkgname.txt"', fail: bool = False,
@@ -51,7 +38,7 @@ def write_pkg(cfg, name: str, version: str = "1.0", rel: int | str = 1, depends:
         }}
         """).encode()
     files = {"PKGBUILD": pkgbuild}
-    files[".SRCINFO"] = srcinfo(cfg, pkgbuild).encode()
+    files[".SRCINFO"] = printsrcinfo(cfg, {"PKGBUILD": pkgbuild}).encode()     # once per run: tests/conftest.py
     d = cfg.pkgbuilds / name
     d.mkdir(parents=True, exist_ok=True)
     for rel_path, data in files.items():
