@@ -98,19 +98,14 @@ def printsrcinfo_once_per_input(tmp_path_factory):
     distinct inputs (the same demo packages synced by many tests), at ~0.9 s of makepkg's lint
     each. So for the run, each distinct input (the package's files, the retargeted
     makepkg.conf, which makepkg, the build user) is given to the REAL makepkg once, by whichever
-    worker gets there first, and its output is kept under the run's temp folder for the others.
-    Only a success is kept: a failing PKGBUILD, a PATH without makepkg, any other argument list
-    run makepkg every time."""
+    worker gets there first (shared(): the others wait for it), and its output is kept under the
+    run's temp folder for the others. Only a success is kept: a failing PKGBUILD, a PATH without
+    makepkg, any other argument list run makepkg every time."""
     import hashlib
 
     from avfrepo import makepkg as mk
     from avfrepo.run import Result
 
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    memo = base / "printsrcinfo-memo"
-    memo.mkdir(exist_ok=True)
     real = mk.makepkg
 
     def key(cfg, pkgdir: Path, env) -> str | None:
@@ -129,14 +124,10 @@ def printsrcinfo_once_per_input(tmp_path_factory):
         k = key(cfg, Path(pkgdir), env) if list(args) == ["--printsrcinfo"] else None
         if k is None:
             return real(cfg, pkgdir, args, env=env, **kw)
-        kept = memo / k
-        if kept.is_file():
-            return Result(["makepkg", "--printsrcinfo"], 0, kept.read_text(), "")
-        result = real(cfg, pkgdir, args, env=env, **kw)
-        tmp = kept.with_name(f"{k}.{os.getpid()}.tmp")
-        tmp.write_text(result.stdout)
-        os.replace(tmp, kept)
-        return result
+        # shared(): made once per run under a lock; a make that raises keeps nothing
+        stdout = shared(tmp_path_factory, f"srcinfo-{k}",
+                        lambda _: real(cfg, pkgdir, args, env=env, **kw).stdout)
+        return Result(["makepkg", "--printsrcinfo"], 0, stdout, "")
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(mk, "makepkg", makepkg)

@@ -84,14 +84,13 @@ def rewrite(members: Path, dest: Path, edit: Callable[[Path], None], copy: tuple
     edit(folder)
     changed = [n for n, stamp in linked.items() if _stamp(members / n) != stamp]
     assert not changed, f"the edit changed {changed}, hard links to the run's shared extraction: name them in copy="
+    comp = image_archive.compressor()
+    level = 0 if comp == "pigz" else 1                          # gzip(1) has no level 0
     subprocess.run(["tar", "--create", "--format=gnu", "--owner=0", "--group=0", "--numeric-owner",
-                    f"--use-compress-program={image_archive.compressor()} -{LEVEL}", "--file", str(dest),
+                    f"--use-compress-program={comp} -{level}", "--file", str(dest),
                     "-C", str(folder), *image_archive.MEMBERS], check=True)
     shutil.rmtree(folder)
     return dest
-
-
-LEVEL = 0 if image_archive.compressor() == "pigz" else 1      # gzip(1) has no level 0
 
 
 def _stamp(path: Path) -> tuple[int, int]:
