@@ -18,6 +18,7 @@ from their own Cargo.toml and build.rs this way.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Union
@@ -136,6 +137,20 @@ class Snapshot:
             return listing(self.repo, prefix, self.commit)
         except git.GitCommandError as exc:
             raise self._error(f"listing {prefix or '/'} at {self.tag}", exc) from None
+
+    def content(self, paths: Iterable[str] | None) -> str:
+        """A digest of exactly `paths` at the commit (None: the whole tree), from tree objects
+        only: git's modes and blob ids, no file read. Equal digests mean byte-identical files."""
+        import git
+        try:
+            if paths is None:
+                out = self.repo.git.rev_parse(f"{self.commit}^{{tree}}")
+            else:
+                wanted = sorted({check_path(p) for p in paths})
+                out = self.repo.git.ls_tree("-r", "-z", "--full-tree", self.commit, "--", *wanted) if wanted else ""
+        except git.GitCommandError as exc:
+            raise self._error(f"reading the trees at {self.tag}", exc) from None
+        return hashlib.sha256(out.encode()).hexdigest()
 
     def want(self, paths: Iterable[str]) -> Path:
         """Add `paths` to the work tree (fetching just their blobs); return the work tree."""

@@ -9,7 +9,8 @@ The interface, nvchecker-style: a source is a module in this package with
     def query(upstream) -> Release        # upstream: that kind's config dataclass
 
 registered in SOURCES (kind -> module name, imported on first use). `query()` dispatches one
-upstream by its kind, `query_all()` asks several at once and fails if any of them failed.
+upstream by its kind; `query_each()` asks several at once and gives each one's answer or
+error, `query_all()` fails if any of them failed.
 """
 
 from __future__ import annotations
@@ -83,38 +84,47 @@ class UpstreamErrors(UpstreamError):
         Exception.__init__(self, f"{len(errors)} upstreams failed:\n  {lines}")
 
 
-def query_all(upstreams: Mapping[str, "UpstreamConfig"] | Iterable["UpstreamConfig"],
-              *, max_workers: int = MAX_WORKERS, ask: Callable[[Any], Any] = query) -> dict[str, Any]:
-    """Query independent upstreams concurrently; name -> Release, in the order given.
+def query_each(upstreams: Iterable["UpstreamConfig"], *, max_workers: int = MAX_WORKERS,
+               ask: Callable[[Any], Any] = query) -> dict[str, Any]:
+    """Ask independent upstreams concurrently; name -> answer or the UpstreamError it failed
+    with, in the order given. Every query runs to its end, so one unreachable upstream costs
+    the others nothing (sync refuses only the packages that read it). An exception other than
+    UpstreamError (a bug) is re-raised as it is; an unknown kind fails before anything is asked.
 
     `ask` replaces query() when a caller needs more than the Release of each upstream
-    (sync asks git upstreams for their whole tag list, to see a recorded tag move).
-
-    Every query runs to its end; if any failed, nothing is returned: the one UpstreamError,
-    or UpstreamErrors listing them all (so a caller writes nothing on a partial answer).
-    An exception other than UpstreamError (a bug) is re-raised as it is.
-    """
-    configs = list(upstreams.values()) if isinstance(upstreams, Mapping) else list(upstreams)
+    (sync asks git upstreams for their whole tag list, to see a recorded tag move)."""
+    configs = list(upstreams)
     names = [u.name for u in configs]
     if len(set(names)) != len(names):
         raise ConfigError(f"upstream queried twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
     if not configs:
         return {}
     for u in configs:
-        source_for(u.kind)   # an unknown kind fails before anything is asked
+        source_for(u.kind)
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(configs))),
                             thread_name_prefix="avfrepo-query") as pool:
         futures = {u.name: pool.submit(ask, u) for u in configs}
-        outcomes = {name: (f.exception(), f) for name, f in futures.items()}
-    failed: dict[str, UpstreamError] = {}
-    for name, (exc, _) in outcomes.items():
-        if exc is None:
-            continue
-        if not isinstance(exc, UpstreamError):
+    out: dict[str, Any] = {}
+    for name, f in futures.items():
+        exc = f.exception()
+        if exc is not None and not isinstance(exc, UpstreamError):
             raise exc
-        failed[name] = exc
+        out[name] = exc if exc is not None else f.result()
+    return out
+
+
+def query_all(upstreams: Mapping[str, "UpstreamConfig"] | Iterable["UpstreamConfig"],
+              *, max_workers: int = MAX_WORKERS, ask: Callable[[Any], Any] = query) -> dict[str, Any]:
+    """Query independent upstreams concurrently (query_each); name -> Release, in the order given.
+
+    Every query runs to its end; if any failed, nothing is returned: the one UpstreamError,
+    or UpstreamErrors listing them all (so a caller writes nothing on a partial answer).
+    """
+    configs = list(upstreams.values()) if isinstance(upstreams, Mapping) else list(upstreams)
+    answers = query_each(configs, max_workers=max_workers, ask=ask)
+    failed = {name: a for name, a in answers.items() if isinstance(a, UpstreamError)}
     if len(failed) == 1:
         raise next(iter(failed.values()))
     if failed:
         raise UpstreamErrors(failed)
-    return {name: f.result() for name, (_, f) in outcomes.items()}
+    return answers
