@@ -44,7 +44,7 @@ def report_json(report) -> dict:
 def test_a_second_sync_renders_nothing_and_reports_what_a_render_would(cfg, renders):
     sync(cfg)
     assert renders == ["avf-config", "avf-keyring"]
-    assert set(render_record.load(cfg.cache)) == {"avf-config", "avf-keyring"}
+    assert set(render_record.load(cfg.cache).renders) == {"avf-config", "avf-keyring"}
     renders.clear()
     quick = sync(cfg)
     assert renders == []
@@ -153,7 +153,7 @@ def test_an_unreadable_record_renders_everything(cfg, renders, content):
     report = sync(cfg)
     assert renders == ["avf-config", "avf-keyring"]
     assert [p.action for p in report.packages] == ["unchanged", "unchanged"]
-    assert set(render_record.load(cfg.cache)) == {"avf-config", "avf-keyring"}
+    assert set(render_record.load(cfg.cache).renders) == {"avf-config", "avf-keyring"}
 
 
 def test_a_refused_package_leaves_the_record_and_is_rendered_next_time(cfg, renders, tmp_path):
@@ -164,7 +164,7 @@ def test_a_refused_package_leaves_the_record_and_is_rendered_next_time(cfg, rend
     nokey = dataclasses.replace(cfg, signing=SigningConfig(None, tmp_path / "empty-gnupg"))
     report = sync(nokey)
     assert [p.action for p in report.packages] == ["unchanged", "refused"]
-    assert set(render_record.load(cfg.cache)) == {"avf-config"}
+    assert set(render_record.load(cfg.cache).renders) == {"avf-config"}
     renders.clear()
     assert [p.action for p in sync(cfg).packages] == ["unchanged", "unchanged"]
     assert renders == ["avf-keyring"]
@@ -193,4 +193,5 @@ def test_sync_of_one_package_keeps_the_others_records(cfg, renders):
     sync(cfg, only=["avf-config"])
     assert renders == ["avf-config"]
     after = render_record.load(cfg.cache)
-    assert after["avf-keyring"] == before["avf-keyring"] and after["avf-config"] != before["avf-config"]
+    assert after.renders["avf-keyring"] == before.renders["avf-keyring"]
+    assert after.renders["avf-config"] != before.renders["avf-config"]

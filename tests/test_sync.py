@@ -11,7 +11,6 @@ from avfrepo import state as state_mod
 from avfrepo.config import GitTagsUpstream, SigningConfig
 from avfrepo import config as config_mod
 from avfrepo.demo import unit_text, write_config
-from avfrepo.errors import UpstreamError
 from avfrepo.formats import srcinfo
 from avfrepo.fsutil import read_tree
 from avfrepo.packages import avf_config
@@ -153,12 +152,14 @@ def test_lower_pkgver_with_changed_inputs_is_refused_as_downgrade(cfg, avf):
     assert p.action == "refused" and "downgrade" in p.problems[0]
 
 
-def test_unreachable_upstream_aborts_and_leaves_pkgbuilds_untouched(cfg, tmp_path):
+def test_unreachable_upstream_refuses_its_packages_and_leaves_pkgbuilds_untouched(cfg, tmp_path):
     sync(cfg)
     before = snapshot(cfg)
     broken = with_avf(cfg, url=(tmp_path / "gone").as_uri())
-    with pytest.raises(UpstreamError, match="gone"):
-        sync(broken)
+    report = sync(broken)
+    assert report.refused and actions(report) == {"avf-config": "refused", "avf-keyring": "unchanged"}
+    assert "gone" in report.upstreams["avf"]["error"] and any("gone" in p for p in report.problems)
+    assert "gone" in report.packages[0].problems[0] and report.packages[0].old == "16.0.0.r10-1"
     assert snapshot(cfg) == before
 
 
@@ -261,8 +262,10 @@ def test_sync_of_one_upstream_asks_that_upstream_alone(tmp_path, avf, signing_ho
              f'\n[upstreams.alarm-pkgbuilds]\nkind = "git-branch"\nurl = "{gone}/PKGBUILDs"\nbranch = "master"\n')
     cfg = config_mod.load(write_config(tmp_path / "avfrepo.toml", avf.url, signing_home, extra=extra,
                                        enable=("avf-config", "ttyd-avf", "linux-avf", "avf-guest-agents")))
-    with pytest.raises(UpstreamError):
-        sync(cfg)                                     # a plain sync needs them all
+    plain = sync(cfg, dry_run=True)     # a plain sync refuses what reads an unreachable upstream, renders the rest
+    assert actions(plain) == {"avf-config": "new", "ttyd-avf": "refused", "linux-avf": "refused",
+                              "avf-guest-agents": "new"}
+    assert {n for n, info in plain.upstreams.items() if "error" in info} == {"ttyd", "kernel", "alarm-pkgbuilds"}
     report = sync(cfg, only=["avf"])
     assert set(report.upstreams) == {"avf"}
     assert actions(report) == {"avf-config": "new", "avf-guest-agents": "new"}

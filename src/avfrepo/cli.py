@@ -37,17 +37,30 @@ def _progress(msg: str) -> None:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from .sync import sync
-    cfg = config_mod.load(args.config)
-    report = sync(cfg, dry_run=args.dry_run, only=args.names or None, rerender=args.rerender)
-    sha = None
-    if args.commit and report.written:
-        from .sync import commit
-        sha = commit(cfg, report)
+    from .sync import SyncReport, commit, sync
+    report, sha = SyncReport(dry_run=args.dry_run), None
+    try:
+        cfg = config_mod.load(args.config)
+        report = sync(cfg, dry_run=args.dry_run, only=args.names or None, rerender=args.rerender)
+        if args.commit and report.written:
+            sha = commit(cfg, report)
+    except Exception as exc:
+        if not args.json:
+            raise
+        if args.debug:
+            import traceback
+            traceback.print_exc()
+        # a script reading --json always gets a whole report: what was done, and the error
+        report.error, code = describe(exc)
+        _print_json({**report.to_json(), "commit": sha})
+        return code
     if args.json:
         _print_json({**report.to_json(), "commit": sha})
     else:
         for name, info in report.upstreams.items():
+            if "error" in info:
+                print(f"upstream {name}: FAILED: {info['error']}")
+                continue
             print(f"upstream {name}: {info['version']} ({(info['commit'] or '')[:12]})"
                   + (f"  note: {info['note']}" if info.get("note") else ""))
         for p in report.packages:
@@ -60,7 +73,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         for name, why in report.skipped.items():
             print(f"  {name:<22} skipped   {why}")
         for prob in report.problems:
-            print(f"REFUSED: {prob}")
+            if not any(prob in p.problems for p in report.packages):     # said once, under its packages
+                print(f"REFUSED: {prob}")
         if sha:
             print(f"committed {sha[:12]}")
         if report.dry_run:

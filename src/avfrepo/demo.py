@@ -307,6 +307,16 @@ class FakeAvf:
     def head(self) -> str:
         return self.repo.head.commit.hexsha
 
+    def snap(self, of: str, build: int = 14283720, branch: str = "25Q4-release") -> str:
+        """What AOSP tags its releases on: a "Snap for N from X to Y-release" commit on a release
+        branch, whose tree is exactly the tree of X. Returns the new commit (main stays)."""
+        source = self.repo.git.rev_parse(f"{of}^{{commit}}")
+        parent = self.repo.git.rev_parse(f"refs/heads/{branch}") if branch in self.repo.heads else source
+        sha = self.repo.git.commit_tree(f"{source}^{{tree}}", "-p", parent,
+                                        "-m", f"Snap for {build} from {source} to {branch}")
+        self.repo.git.update_ref(f"refs/heads/{branch}", sha)
+        return sha
+
 
 def make_demo_upstream(path: Path) -> FakeAvf:
     """Android 15 tags on an older layout, then Android 16 r1..r10 with r2 and r3 on one commit

@@ -16,6 +16,11 @@ differs, reporting the others as unchanged, which is what their render would hav
 key and the tools enter by file identity (size, mtime), so a change there is seen without
 running gpg or makepkg; a change that identity misses cannot happen without one it sees.
 
+A refusal is kept the same way: the same inputs give the same refusal, so a sync whose
+upstreams did not move reports a refused package's refusal again without repeating the work
+behind it (a 174 MB kernel tarball extracted to dry-run AVF's patches). Only verdicts on the
+inputs are kept, never a failed tool or download (ToolProblem), which the next sync retries.
+
 The record describes this machine (its avfrepo, its tools), so it lives in the cache, never
 in pkgbuilds/: a fresh clone or a CI runner renders everything once. `sync --rerender`
 ignores it. A missing or unreadable record is an empty one.
@@ -30,6 +35,7 @@ import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -46,20 +52,32 @@ def path(cache: Path) -> Path:
     return cache / "sync-inputs.json"
 
 
-def load(cache: Path) -> dict[str, str]:
-    """package -> digest of its last render's inputs ({} when there is no usable record)."""
+@dataclass
+class Record:
+    renders: dict[str, str] = field(default_factory=dict)      # package -> digest of its last render
+    refusals: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # package -> (digest, problems)
+
+
+def load(cache: Path) -> Record:
+    """What the last syncs rendered and refused (empty when there is no usable record)."""
     try:
         data = json.loads(path(cache).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
-        return {}
+        return Record()
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("packages"), dict):
-        return {}
-    return {k: v for k, v in data["packages"].items() if isinstance(k, str) and isinstance(v, str)}
+        return Record()
+    refused = data.get("refused") if isinstance(data.get("refused"), dict) else {}
+    return Record(
+        renders={k: v for k, v in data["packages"].items() if isinstance(k, str) and isinstance(v, str)},
+        refusals={k: (v["digest"], list(v["problems"])) for k, v in refused.items()
+                  if isinstance(v, dict) and isinstance(v.get("digest"), str) and isinstance(v.get("problems"), list)
+                  and v["problems"] and all(isinstance(x, str) for x in v["problems"])})
 
 
-def save(cache: Path, record: Mapping[str, str]) -> None:
-    text = json.dumps({"format": FORMAT, "packages": dict(sorted(record.items()))}, indent=2) + "\n"
-    atomic_write(path(cache), text.encode())
+def save(cache: Path, record: Record) -> None:
+    data = {"format": FORMAT, "packages": dict(sorted(record.renders.items())),
+            "refused": {k: {"digest": d, "problems": probs} for k, (d, probs) in sorted(record.refusals.items())}}
+    atomic_write(path(cache), (json.dumps(data, indent=2) + "\n").encode())
 
 
 def _identity(p: Path) -> list:

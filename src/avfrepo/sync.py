@@ -1,15 +1,22 @@
 """`avfrepo sync`: upstreams -> rendered PKGBUILDs under pkgbuilds/, by the bump rules.
 
 Order of work, so that a failure leaves pkgbuilds/ as it was:
-1. query every upstream (nothing written yet; any failure aborts the whole sync);
-2. check recorded tags did not move;
+1. query every upstream (nothing written yet);
+2. check that no release seen before moved (every tag ever seen is kept with its commit:
+   trust on first use) and that the newest is not older than the newest seen;
 3. fetch the needed upstream trees (into the cache, not pkgbuilds/);
 4. render every package, decide its version, generate .SRCINFO in a scratch directory;
 5. only then (and not with --dry-run) swap each changed package directory into place and
    write the state file last.
+A failure refuses only what depends on it: an upstream that cannot be asked, or whose tag
+moved, refuses the packages that read it; a tree or download that cannot be had refuses the
+packages that read it; the others render, and the report is complete either way.
 
 Bump rules, per package:
 - inputs (the rendered files, versions left out) unchanged -> nothing, whatever upstream did;
+- every file it reads of an upstream tree byte-identical at the new tag (git's blob ids; an
+  AOSP "Snap for ..." commit carries the tree of the commit it snaps) -> it stays pinned to
+  the release it was rendered from, so nothing changes: no rebuild for the same bytes;
 - inputs changed, upstream pkgver newer -> that pkgver, pkgrel 1;
 - inputs changed, same upstream pkgver -> pkgrel + 1;
 - upstream pkgver older than the recorded one -> refused (never a downgrade).
@@ -17,6 +24,8 @@ Bump rules, per package:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -24,13 +33,13 @@ from pathlib import Path
 
 from . import packages, render_record, signing, state as state_mod
 from .config import Config
-from .errors import AvfrepoError, ConfigError, SigningError
+from .errors import AvfrepoError, ConfigError, SigningError, UpstreamError
 from .fsutil import read_tree, remove_swap_leftovers, replace_dir
 from .formats import srcinfo
 from .makepkg import printsrcinfo
-from .packages import Context, RenderProblem
-from .sources import Release, query, query_all
-from .sources.git_tags import latest, ls_remote_tags, tag_pkgver
+from .packages import Context, RenderProblem, ToolProblem
+from .sources import Release, query, query_each
+from .sources.git_tags import latest, ls_remote_tags, matching, tag_pkgver
 from .versions import vercmp
 
 log = logging.getLogger("avfrepo.sync")
@@ -58,10 +67,11 @@ class SyncReport:
     skipped: dict[str, str] = field(default_factory=dict)   # package -> why `sync NAME` left it
     dry_run: bool = False
     written: bool = False
+    error: str | None = None          # set when sync stopped on an error (the report says how far it got)
 
     @property
     def refused(self) -> bool:
-        return bool(self.problems) or any(p.action == "refused" for p in self.packages)
+        return bool(self.problems or self.error) or any(p.action == "refused" for p in self.packages)
 
     @property
     def changed(self) -> list[PackageReport]:
@@ -70,7 +80,7 @@ class SyncReport:
     def to_json(self) -> dict:
         return {"dry_run": self.dry_run, "written": self.written, "upstreams": self.upstreams,
                 "packages": [p.to_json() for p in self.packages], "problems": self.problems,
-                "skipped": self.skipped, "refused": self.refused}
+                "skipped": self.skipped, "refused": self.refused, "error": self.error}
 
 
 def _decide(r: PackageReport, rendered: packages.Rendered, prev: state_mod.PackageState | None,
@@ -110,19 +120,28 @@ def _decide(r: PackageReport, rendered: packages.Rendered, prev: state_mod.Packa
     return prev.pkgver, prev.pkgrel + 1
 
 
-def _fetch_trees(cfg: Config, modules, releases: dict[str, Release]) -> tuple[dict[str, Path], dict[str, str]]:
+@dataclass
+class Trees:
+    """What _fetch_trees got: the work trees, and per package why it cannot render (a
+    RenderProblem from its paths, or the UpstreamError of a fetch) and the digest of exactly
+    what it reads of each git-tags upstream's tree."""
+    paths: dict[str, Path] = field(default_factory=dict)
+    problems: dict[str, Exception] = field(default_factory=dict)
+    contents: dict[tuple[str, str], str] = field(default_factory=dict)    # (package, upstream) -> digest
+
+
+def _fetch_trees(cfg: Config, modules, releases: dict[str, Release]) -> Trees:
     """Sparse checkouts of the upstreams whose files packages read (module.TREES: upstream ->
     static paths, or a function of the checkout that computes them), each at the release sync
     is about to use, holding exactly the union of what the packages ask for.
 
-    Returns the work trees and, per package, why its paths could not be computed (the
-    package is then refused; the others go on)."""
+    A package whose paths cannot be computed, or whose upstream tree cannot be fetched, is
+    refused (the others go on)."""
     wanted: dict[str, list] = {}
     for m in modules:
         for upstream, spec in getattr(m, "TREES", {}).items():
             wanted.setdefault(upstream, []).append((m.NAME, spec))
-    trees: dict[str, Path] = {}
-    problems: dict[str, str] = {}
+    out = Trees()
     for name, specs in sorted(wanted.items()):
         up, rel = cfg.upstream(name), releases[name]
         if up.kind == "git-tags":
@@ -134,20 +153,30 @@ def _fetch_trees(cfg: Config, modules, releases: dict[str, Release]) -> tuple[di
                               "(source_git)")
         from . import checkout
         snap = checkout.Snapshot(name, url, tag, rel.commit or "", cfg.cache)
+        read: dict[str, list[str] | None] = {}      # package -> the paths it read (None: all)
 
         def guarded(pkg, spec):
             if not callable(spec):
+                read[pkg] = list(spec) or None
                 return spec
 
             def paths(s):
                 try:
-                    return list(spec(s))
+                    read[pkg] = list(spec(s))
                 except RenderProblem as exc:
-                    problems[pkg] = str(exc)
+                    out.problems[pkg] = exc
                     return []
+                return read[pkg]
             return paths
-        trees[name] = checkout.tree_for(snap, [guarded(pkg, spec) for pkg, spec in specs])
-    return trees, problems
+        try:
+            out.paths[name] = checkout.tree_for(snap, [guarded(pkg, spec) for pkg, spec in specs])
+            if up.kind == "git-tags":
+                for pkg, paths in read.items():
+                    out.contents[(pkg, name)] = snap.content(paths)
+        except UpstreamError as exc:
+            for pkg, _ in specs:
+                out.problems.setdefault(pkg, exc)
+    return out
 
 
 def _ask(up):
@@ -166,7 +195,8 @@ def commit_message(report: SyncReport) -> str:
         lines.append(f"{p.name} {p.old or '(new)'} -> {p.new}")
         lines += [f"  - {why}" for why in p.reasons]
     for name, info in report.upstreams.items():
-        lines.append(f"upstream {name}: {info['version']}" + (f" ({info['commit']})" if info.get("commit") else ""))
+        if "version" in info:
+            lines.append(f"upstream {name}: {info['version']}" + (f" ({info['commit']})" if info.get("commit") else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -238,49 +268,125 @@ def _rendered_names(cfg: Config, name: str, st: state_mod.State) -> tuple[str, .
         return None
 
 
+def _enabled(cfg: Config) -> dict:
+    registry = packages.registry()
+    if cfg.enabled is None:
+        return registry
+    unknown = [n for n in cfg.enabled if n not in registry]
+    if unknown:
+        raise ConfigError(f"{cfg.file}: [packages] enable: unknown package {', '.join(unknown)} "
+                          f"(known: {', '.join(registry)})")
+    return {n: m for n, m in registry.items() if n in cfg.enabled}
+
+
+def _seen(st: state_mod.State, name: str) -> dict[str, state_mod.SeenRelease]:
+    """The releases of `name` seen so far; a state written before they were kept starts from
+    its record of what was applied."""
+    seen = st.seen.setdefault(name, {})
+    recorded = st.upstreams.get(name)
+    if not seen and recorded:
+        seen[recorded.version] = state_mod.SeenRelease(recorded.commit,
+                                                       recorded.pkgver or tag_pkgver(recorded.version))
+    return seen
+
+
+def _check_upstream(cfg: Config, st: state_mod.State, name: str, rel: Release, tags) -> str | None:
+    """Why the packages reading `name` must not sync now (None: they may), and on success the
+    releases of this answer recorded as seen (first sight wins: trust on first use)."""
+    seen = _seen(st, name)
+    up = cfg.upstream(name)
+    now = {t: ref.commit for t, ref in tags.items()} if tags is not None else {rel.version: rel.commit}
+    moved = [(v, r.commit, now[v]) for v, r in sorted(seen.items()) if r.commit and now.get(v, r.commit) != r.commit]
+    if moved:
+        return "; ".join(f"upstream {name}: tag {v} moved from {a} to {b}" for v, a, b in moved) + \
+            f"; refusing to sync {name} until a maintainer reviews it"
+    if getattr(up, "pin", None) or getattr(up, "max_version", None):
+        # a maintainer's hold: compared with what was applied, not with what upstream has shown
+        recorded = st.upstreams.get(name)
+        newest = (recorded.version, recorded.pkgver or tag_pkgver(recorded.version)) if recorded else None
+    else:
+        newest = max(((v, r.pkgver) for v, r in seen.items()), key=functools.cmp_to_key(
+            lambda a, b: vercmp(a[1], b[1])), default=None)
+    if newest and vercmp(rel.pkgver, newest[1]) < 0:
+        return (f"upstream {name}: newest release {rel.version} is older than the recorded {newest[0]} "
+                "(release withdrawn upstream, or the pattern narrowed?); refusing to go back")
+    found = {t.name: (t.commit, tag_pkgver(t.name)) for t in matching(up, tags)} if tags is not None \
+        else {rel.version: (rel.commit, rel.pkgver)}
+    for v, (commit, pkgver) in found.items():
+        seen.setdefault(v, state_mod.SeenRelease(commit, pkgver))
+    return None
+
+
+def _query(cfg: Config, st: state_mod.State, names: list[str], report: SyncReport) -> tuple[dict[str, Release], dict[str, str]]:
+    """Ask the upstreams; returns the usable releases and, per upstream that failed or raised
+    an alarm, why the packages reading it are refused."""
+    releases: dict[str, Release] = {}
+    blocked: dict[str, str] = {}
+    for name, answer in query_each([cfg.upstream(n) for n in names], ask=_ask).items():
+        if isinstance(answer, UpstreamError):
+            report.upstreams[name] = {"error": str(answer)}
+            blocked[name] = str(answer)
+            report.problems.append(str(answer))
+            continue
+        rel, tags = answer
+        info = rel.to_json()
+        report.upstreams[name] = info
+        recorded = st.upstreams.get(name)
+        why = _check_upstream(cfg, st, name, rel, tags)
+        if why:
+            blocked[name] = why
+            report.problems.append(why)
+            continue
+        if recorded and rel.commit and recorded.commit == rel.commit and recorded.version != rel.version:
+            info["note"] = f"new tag {rel.version} is the same commit as {recorded.version}: nothing to rebuild"
+        releases[name] = rel
+    return releases, blocked
+
+
+def _pinned(name: str, prev: state_mod.PackageState | None, releases: dict[str, Release],
+            contents: dict[tuple[str, str], str]) -> tuple[dict[str, Release], list[str]]:
+    """The releases a package keeps because every file it reads there is byte-identical to what
+    its last render read (an AOSP snap commit, a tag on a commit that changed nothing of it),
+    and the reasons the report gives."""
+    keep: dict[str, Release] = {}
+    reasons: list[str] = []
+    for u, rec in (prev.trees.items() if prev else ()):
+        rel = releases.get(u)
+        if rel is None or rel.commit == rec.commit or contents.get((name, u)) != rec.content:
+            continue
+        keep[u] = Release(u, rec.version, tag_pkgver(rec.version), rec.commit, rel.url)
+        reasons.append(f"{u} {rec.version} -> {rel.version}: every file {name} reads there is byte-identical "
+                       f"(same git blobs at {rel.commit[:12]}), so it stays at {rec.version} ({rec.commit[:12]}): "
+                       "nothing to rebuild")
+    return keep, reasons
+
+
 def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
          rerender: bool = False) -> SyncReport:
     report = SyncReport(dry_run=dry_run)
     st = state_mod.load(cfg.state_file)
-    registry = packages.registry()
-    if cfg.enabled is not None:
-        unknown = [n for n in cfg.enabled if n not in registry]
-        if unknown:
-            raise ConfigError(f"{cfg.file}: [packages] enable: unknown package {', '.join(unknown)} "
-                              f"(known: {', '.join(registry)})")
-        registry = {n: m for n, m in registry.items() if n in cfg.enabled}
+    seen_before = state_mod.State(seen={u: dict(t) for u, t in st.seen.items()}).to_json()
+    registry = _enabled(cfg)
     wanted, report.skipped = _select(cfg, registry, only)
     # what the packages read, and an upstream named on the command line even when none reads it
     named = {n for n in only or () if n in cfg.upstreams and n not in registry}
     needed_upstreams = sorted({u for n in wanted for u in registry[n].UPSTREAMS} | named)
 
-    # 1. query upstreams, concurrently, all before writing anything
-    answers = query_all([cfg.upstream(n) for n in needed_upstreams], ask=_ask)
-    releases: dict[str, Release] = {}
-    for name, (rel, tags) in answers.items():
-        releases[name] = rel
-        info = rel.to_json()
-        recorded = st.upstreams.get(name)
-        # 2. a recorded tag that now points elsewhere is an alarm, not an update
-        moved = tags is not None and recorded is not None and recorded.commit \
-            and recorded.version in tags and tags[recorded.version].commit != recorded.commit
-        if moved:
-            report.problems.append(
-                f"upstream {name}: tag {recorded.version} moved from {recorded.commit} to "
-                f"{tags[recorded.version].commit}; refusing to sync {name} until a maintainer reviews it")
-        elif recorded and vercmp(rel.pkgver, recorded.pkgver or tag_pkgver(recorded.version)) < 0:
-            report.problems.append(
-                f"upstream {name}: newest release {rel.version} is older than the recorded {recorded.version} "
-                "(release withdrawn upstream, or the pattern narrowed?); refusing to go back")
-        elif recorded and rel.commit and recorded.commit == rel.commit and recorded.version != rel.version:
-            info["note"] = f"new tag {rel.version} is the same commit as {recorded.version}: nothing to rebuild"
-        report.upstreams[name] = info
-    if report.problems:
-        return report
+    # 1-2. query upstreams, concurrently; one that fails or whose tags moved refuses the
+    # packages that read it (nothing is written before every package was decided)
+    releases, blocked = _query(cfg, st, needed_upstreams, report)
+    reports = {n: PackageReport(n) for n in wanted}
+    report.packages = list(reports.values())
+    for n in wanted:
+        if reads := [u for u in registry[n].UPSTREAMS if u in blocked]:
+            prev = st.packages.get(n)
+            reports[n].action, reports[n].old = "refused", prev.full_version if prev else None
+            reports[n].problems += [blocked[u] for u in reads]
+    todo = [n for n in wanted if reports[n].action != "refused"]
 
     # 3. which packages need a render at all: the others' inputs are those of their last
-    # render (render_record), so their render would say "unchanged"
-    record = {} if rerender else render_record.load(cfg.cache)
+    # render (render_record), so their render would say "unchanged" (or refuse as it did)
+    record = render_record.Record() if rerender else render_record.load(cfg.cache)
     config_bytes = cfg.file.read_bytes() if cfg.file and Path(cfg.file).is_file() else b""
     key_id = render_record.key_identity(cfg.signing.gnupg_home)
 
@@ -301,14 +407,20 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
         READS_AVAILABLE read it (the others get nothing, so their renders cannot depend on it)."""
         return dict(available) if getattr(registry[name], "READS_AVAILABLE", False) else {}
 
-    cached = {n for n in wanted
-              if n in st.packages and record.get(n) == inputs_digest(n, sees(n), on_disk_all[n])}
+    def as_last_time(name: str, avail: dict) -> str | None:
+        """'render' or 'refusal' when the package's inputs are those of its last sync."""
+        d = inputs_digest(name, avail, on_disk_all[name])
+        if name in st.packages and record.renders.get(name) == d:
+            return "render"
+        return "refusal" if name in record.refusals and record.refusals[name][0] == d else None
+
+    cached = {n for n in todo if as_last_time(n, sees(n))}
 
     # 4. fetch the upstream trees the packages to render read (only the paths they declare)
-    trees, tree_problems = _fetch_trees(cfg, [registry[n] for n in wanted if n not in cached], releases)
+    trees = _fetch_trees(cfg, [registry[n] for n in todo if n not in cached], releases)
 
     key = public = None
-    if any(getattr(registry[n], "READS_KEY", False) for n in wanted if n not in cached):
+    if any(getattr(registry[n], "READS_KEY", False) for n in todo if n not in cached):
         try:
             key = signing.keyring_key(cfg.signing)       # the public part suffices
             public, _ = signing.public_key_files(cfg.signing, key.fingerprint, cfg.cache)
@@ -318,36 +430,56 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
     # 5. render and decide
     staged: dict[str, tuple[dict[str, bytes], packages.Rendered, str, int]] = {}
     seen_available: dict[str, dict] = {}
-    for name in wanted:
-        r = PackageReport(name)
-        report.packages.append(r)
+    lasting: dict[str, list[str]] = {}            # refusals that are verdicts on the inputs
+    trees_read: dict[str, dict[str, state_mod.TreeRecord]] = {}
+    for name in todo:
+        r = reports[name]
         prev = st.packages.get(name)
         seen_available[name] = sees(name)
-        if name in cached and inputs_digest(name, seen_available[name], on_disk_all[name]) == record.get(name):
+        last = as_last_time(name, seen_available[name]) if name in cached else None
+        if last == "render":
             r.old = prev.full_version
             log.debug("%s: inputs as at its last render (%s): not rendered", name, render_record.path(cfg.cache))
             continue
-        missing = [u for u in getattr(registry[name], "TREES", {}) if u not in trees]
-        if missing:     # predicted unchanged, but a package rendered before it changed what it sees
-            more, more_problems = _fetch_trees(cfg, [registry[name]], releases)
-            trees.update(more)
-            tree_problems.update(more_problems)
-        if name in tree_problems:
-            r.action = "refused"
-            r.problems.append(tree_problems[name])
+        if last == "refusal":
+            r.old = prev.full_version if prev else None
+            r.action, r.problems = "refused", list(record.refusals[name][1])
+            lasting[name] = r.problems
+            r.reasons.append("refused as at the last sync: its inputs did not change since, so it was not "
+                             "rendered again (`sync --rerender` renders it)")
             continue
+        missing = [u for u in getattr(registry[name], "TREES", {}) if u not in trees.paths]
+        if missing:     # predicted unchanged, but a package rendered before it changed what it sees
+            more = _fetch_trees(cfg, [registry[name]], releases)
+            trees.paths.update(more.paths)
+            trees.problems.update(more.problems)
+            trees.contents.update(more.contents)
+        if name in trees.problems:
+            exc = trees.problems[name]
+            r.action = "refused"
+            r.problems.append(str(exc))
+            if isinstance(exc, RenderProblem) and not isinstance(exc, ToolProblem):
+                lasting[name] = r.problems
+            continue
+        keep, kept_why = _pinned(name, prev, releases, trees.contents)
+        rels = {**releases, **keep}
         reads_key = getattr(registry[name], "READS_KEY", False)
-        ctx = Context(cfg, releases, trees, key if reads_key else None, public if reads_key else None,
+        ctx = Context(cfg, rels, trees.paths, key if reads_key else None, public if reads_key else None,
                       seen_available[name])
         try:
             rendered = registry[name].render(ctx)
             on_disk = {k: v for k, v in on_disk_all[name].items() if k != ".SRCINFO"}
             decision = _decide(r, rendered, prev, on_disk)
             files = rendered.finalize(*decision) if decision else None
-        except RenderProblem as exc:
+        except (RenderProblem, UpstreamError) as exc:
             r.action = "refused"
             r.problems.append(str(exc))
+            if isinstance(exc, RenderProblem) and not isinstance(exc, ToolProblem):
+                lasting[name] = r.problems
             continue
+        r.reasons[:0] = kept_why
+        trees_read[name] = {u: state_mod.TreeRecord(rels[u].version, rels[u].commit, trees.contents[(name, u)])
+                            for u in getattr(registry[name], "TREES", {}) if (name, u) in trees.contents}
         r.reasons.extend(rendered.notes if decision else [])
         if decision is None:
             continue
@@ -364,38 +496,55 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
         except ValueError:
             pass
 
-    # an upstream is recorded as synced only when no package reading it was refused
+    # an upstream is recorded as synced only when no package reading it was refused (what was
+    # SEEN of it is recorded in any case: the moved-tag and older-release checks read that)
     refused_upstreams = {u for p in report.packages if p.action == "refused" for u in registry[p.name].UPSTREAMS}
     new_upstreams = {n: state_mod.UpstreamState(rel.version, rel.commit, rel.pkgver) for n, rel in releases.items()
                      if n not in refused_upstreams}
     upstreams_moved = any(st.upstreams.get(n) != u for n, u in new_upstreams.items())
+    # the files an unchanged package read, recorded where its state did not have them yet
+    for name, got in trees_read.items():
+        if name not in staged and name in st.packages and st.packages[name].trees != got \
+                and reports[name].action == "unchanged":
+            st.packages[name] = dataclasses.replace(st.packages[name], trees=got)
+            upstreams_moved = True
+    seen_moved = state_mod.State(seen=st.seen).to_json() != seen_before
     if dry_run:
         return report
-    if staged or upstreams_moved:
+    if staged or upstreams_moved or seen_moved:
         # 6. write: package directories, then the state file last
         for name, (files, rendered, pkgver, pkgrel) in staged.items():
             replace_dir(cfg.pkgbuilds / name, files)
             on_disk_all[name] = files
             st.packages[name] = state_mod.PackageState(pkgver, pkgrel, rendered.inputs_hash(),
-                                                       dict(rendered.upstreams))
+                                                       dict(rendered.upstreams), trees_read.get(name, {}))
         st.upstreams.update(new_upstreams)
         state_mod.save(cfg.state_file, st)
         report.written = True
-    _remember(cfg, record, report, seen_available, sees, inputs_digest, on_disk_all)
+    _remember(cfg, record, report, seen_available, sees, inputs_digest, on_disk_all, lasting)
     return report
 
 
-def _remember(cfg: Config, record: dict[str, str], report: SyncReport, seen_available: dict[str, dict],
-              sees, inputs_digest, on_disk: dict[str, dict[str, bytes]]) -> None:
+def _remember(cfg: Config, record: render_record.Record, report: SyncReport, seen_available: dict[str, dict],
+              sees, inputs_digest, on_disk: dict[str, dict[str, bytes]], lasting: dict[str, list[str]]) -> None:
     """Store, per package this sync rendered (or found as at its last render), the digest
-    the next sync will compute if nothing changes; a refused package, or one whose render saw
-    other package names than the next sync will, is rendered again next time."""
-    new = dict(record)
+    the next sync will compute if nothing changes, and per package refused by a verdict on its
+    inputs that digest and the refusal; a package refused for another reason (an upstream or a
+    tool that failed), or whose render saw other package names than the next sync will, is
+    rendered again next time."""
+    new = render_record.Record(dict(record.renders), dict(record.refusals))
     for p in report.packages:
-        if p.action == "refused" or seen_available.get(p.name) != sees(p.name):
-            new.pop(p.name, None)
-        else:
-            new[p.name] = inputs_digest(p.name, sees(p.name), on_disk[p.name])
+        if p.name not in seen_available:        # refused for an upstream: its record stays as it was
+            continue
+        new.renders.pop(p.name, None)
+        new.refusals.pop(p.name, None)
+        if seen_available[p.name] != sees(p.name):
+            continue
+        digest = inputs_digest(p.name, sees(p.name), on_disk[p.name])
+        if p.action != "refused":
+            new.renders[p.name] = digest
+        elif p.name in lasting:
+            new.refusals[p.name] = (digest, lasting[p.name])
     if new != record:
         try:
             render_record.save(cfg.cache, new)

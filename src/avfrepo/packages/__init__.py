@@ -26,7 +26,15 @@ PKGREL_TOKEN = "@@PKGREL@@"
 
 
 class RenderProblem(Exception):
-    """The package cannot be rendered from these inputs; sync refuses its bump."""
+    """The package cannot be rendered from these inputs; sync refuses its bump.
+
+    The same inputs give the same refusal, so sync keeps it by input digest (as it keeps a
+    render) and does not repeat the work behind it until an input changes."""
+
+
+class ToolProblem(RenderProblem):
+    """A tool or a download failed while rendering: not a verdict on the inputs, so sync
+    refuses this time and tries again next time."""
 
 
 class UnsafeValue(RenderProblem):

@@ -43,7 +43,7 @@ from ..config import ALARM_PKGBUILDS, CarriedPatch
 from ..downloads import cached, file_sha256
 from ..errors import AvfrepoError, UpstreamError
 from ..run import run
-from . import Context, Rendered, RenderProblem, SourceFile, sha256, template
+from . import Context, Rendered, RenderProblem, SourceFile, ToolProblem, sha256, template
 
 NAME = "linux-avf"
 UPSTREAMS = ("kernel", "avf", ALARM_PKGBUILDS)
@@ -246,7 +246,7 @@ def check_patches(tarball: Path, srcname: str, steps: list[Step], scratch_root: 
             other = [ln for ln in res.stderr.splitlines()
                      if "Not found in archive" not in ln and "due to previous errors" not in ln and ln.strip()]
             if res.returncode != 0 and other:
-                raise RenderProblem(f"cannot extract Linux {kernel} ({tarball.name}) to check AVF {avf}'s "
+                raise ToolProblem(f"cannot extract Linux {kernel} ({tarball.name}) to check AVF {avf}'s "
                                     f"kernel patches: {other[0]}")
         tree = scratch / srcname
         tree.mkdir(exist_ok=True)
@@ -281,7 +281,7 @@ def check_patches(tarball: Path, srcname: str, steps: list[Step], scratch_root: 
     except AvfrepoError as exc:
         if isinstance(exc, RenderProblem):
             raise
-        raise RenderProblem(f"checking AVF {avf}'s kernel patches against Linux {kernel}: {exc}") from None
+        raise ToolProblem(f"checking AVF {avf}'s kernel patches against Linux {kernel}: {exc}") from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return used, notes
