@@ -249,7 +249,8 @@ def test_service_removed_upstream_is_refused(cfg, avf):
     avf.tag("android-16.0.0_r11")
     with pytest.raises(RenderProblem) as err:
         render_at(cfg, avf)
-    assert str(err.value).startswith("guest agents changed at android-16.0.0_r11: removed shutdown_runner;")
+    assert str(err.value).startswith("guest agents changed at android-16.0.0_r11: removed shutdown_runner "
+                                     "(its guest/ directory is gone);")
     assert "added" not in str(err.value)
 
 
@@ -277,7 +278,91 @@ def test_android17_layout_is_refused_listing_every_change(cfg, avf, tmp_path, si
         render_at(cfg17, avf)
     assert str(err.value).startswith(
         "guest agents changed at android-17.0.0_r1: removed forwarder_guest, forwarder_guest_launcher, "
-        "shutdown_runner, storage_balloon_agent; added linux_vm_manager (no Cargo.toml: not buildable with cargo)")
+        "shutdown_runner, storage_balloon_agent (their guest/ directories are gone); "
+        "added linux_vm_manager (no Cargo.toml: not buildable with cargo)")
+
+
+FAI = "build/debian/fai_config/files/etc/systemd/system"
+ANDROID15_REFUSAL = (
+    "guest agents changed at android-15.0.0_r5: removed storage_balloon_agent (its guest/ directory is gone); "
+    f"units moved to build/debian/fai_config (the crates stay in guest/): "
+    f"forwarder_guest_launcher -> {FAI}/forwarder_guest_launcher.service/AVF, "
+    f"shutdown_runner -> {FAI}/shutdown_runner.service/AVF; "
+    f"added ip_addr_reporter (unit {FAI}/ip_addr_reporter.service/AVF); "
+    "adapt avfrepo.packages.guest_agents (SERVICES) before packaging this version")
+
+
+def android15_config(tmp_path, avf, signing_home, **kw) -> config_mod.Config:
+    extra = 'tag_pattern = "^android-(15)\\\\.(\\\\d+)\\\\.(\\\\d+)_r(\\\\d+)$"\n'
+    return config_mod.load(write_config(tmp_path / "avfrepo15.toml", avf.url, signing_home, extra=extra, **kw))
+
+
+def test_android15_layout_names_the_removed_the_moved_and_the_new_agents(cfg, avf, tmp_path, signing_home):
+    """android-15.0.0_r20..r23's shape: the launcher's and shutdown_runner's crates are there with
+    their units in the FAI config, forwarder_guest is the launcher's companion, storage_balloon_agent
+    does not exist yet, ip_addr_reporter is an agent avfrepo does not package."""
+    cfg15 = android15_config(tmp_path, avf, signing_home)
+    rel = latest(cfg15.upstream("avf"))
+    assert rel.version == "android-15.0.0_r5"
+    with pytest.raises(RenderProblem) as err:
+        render_at(cfg15, avf)
+    assert str(err.value) == ANDROID15_REFUSAL
+    from avfrepo.demo import MICRODROID_GUEST_DIRS
+    assert not [d for d in (*MICRODROID_GUEST_DIRS, "forwarder_guest ", "forwarder_guest,", "ttyd", "backup_mount")
+                if d in str(err.value)]
+
+
+def test_android15_check_reads_the_agents_crates_and_never_the_whole_tree(cfg, avf, tmp_path, signing_home):
+    from avfrepo.demo import LARGE_BLOBS
+    cfg15 = android15_config(tmp_path, avf, signing_home)
+    rel = latest(cfg15.upstream("avf"))
+    snap = Snapshot("avf", avf.url, rel.version, rel.commit, tmp_path / "cache")
+    with pytest.raises(RenderProblem):
+        tree_for(snap, [guest_agents.agent_paths])
+    present = objects_present(snap.path, rel.commit)
+    for path, _ in LARGE_BLOBS:
+        assert avf.repo.git.rev_parse(f"{rel.commit}:{path}") not in present, path
+    # the companion is found in the launcher's sources, which were read
+    assert avf.repo.git.rev_parse(f"{rel.commit}:{LAUNCHER_MAIN}") in present
+
+
+def test_sync_at_android15_refuses_with_what_changed_and_writes_nothing(tmp_path, avf, signing_home, monkeypatch):
+    from avfrepo.sync import sync
+    real = packages.registry
+    monkeypatch.setattr(packages, "registry", lambda: {**real(), guest_agents.NAME: guest_agents})
+    cfg15 = android15_config(tmp_path, avf, signing_home, enable=(guest_agents.NAME,))
+    report = sync(cfg15)
+    (rep,) = report.packages
+    assert rep.action == "refused" and rep.problems == [ANDROID15_REFUSAL]
+    assert not (cfg15.pkgbuilds / guest_agents.NAME).exists()
+
+
+def test_a_unit_moved_to_the_fai_config_is_named_with_its_path(cfg, avf):
+    """Only the agent whose guest/<dir>/debian/service went: a unit in guest/ wins over a copy in
+    the FAI config, and the image's own units (ttyd) are no agents."""
+    unit = f"{FAI}/shutdown_runner.service/AVF"
+    avf.commit({unit: "[Service]\nExecStart=/usr/local/bin/shutdown_runner\n",
+                f"{FAI}/forwarder_guest_launcher.service/AVF": "[Service]\nExecStart=/usr/local/bin/x\n",
+                f"{FAI}/ttyd.service/AVF": "[Service]\nExecStart=/usr/bin/ttyd\n"},
+               "unit to the image config", remove=("guest/shutdown_runner/debian",))
+    avf.tag("android-16.0.0_r11")
+    with pytest.raises(RenderProblem) as err:
+        render_at(cfg, avf)
+    assert str(err.value).startswith(
+        "guest agents changed at android-16.0.0_r11: unit moved to build/debian/fai_config "
+        f"(the crate stays in guest/): shutdown_runner -> {unit}; adapt ")
+
+
+def test_a_crate_left_without_unit_or_runner_is_named_as_such_not_removed(cfg, avf):
+    avf.commit({LAUNCHER_MAIN: GUEST_MAIN_RS["forwarder_guest_launcher"].replace('Command::new("forwarder_guest")',
+                                                                                'Command::new("socat")')},
+               "the launcher stops running forwarder_guest", remove=("guest/storage_balloon_agent/debian",))
+    avf.tag("android-16.0.0_r11")
+    with pytest.raises(RenderProblem) as err:
+        render_at(cfg, avf)
+    assert str(err.value).startswith(
+        "guest agents changed at android-16.0.0_r11: no unit any more and no agent runs it "
+        "(the crates stay in guest/): forwarder_guest, storage_balloon_agent; adapt ")
 
 
 def test_sync_refuses_the_bump_and_keeps_the_previous_pkgbuild(cfg, avf, tmp_path, signing_home, monkeypatch):
@@ -482,9 +567,8 @@ def test_path_dependency_outside_the_repository_or_not_plain_is_refused(cfg, avf
     avf.commit({"guest/forwarder_guest/Cargo.toml": '[package]\nname = "forwarder_guest"\nversion = "1.0.0"\n'
                                                     f'[dependencies]\nx = {{ path = {dep} }}\n'}, "escape")
     avf.tag("android-16.0.0_r11")
-    from avfrepo.sync import _fetch_trees
-    trees, problems = _fetch_trees(cfg, [guest_agents], {"avf": release(cfg, avf, "android-16.0.0_r11")})
-    assert "guest/forwarder_guest: path dependency x" in problems["avf-guest-agents"]
+    with pytest.raises(RenderProblem, match="guest/forwarder_guest: path dependency x"):
+        agents_tree(cfg, avf, release(cfg, avf, "android-16.0.0_r11"))
 
 
 def test_hostile_agent_directory_name_is_refused_and_nothing_runs(cfg, avf, tmp_path, signing_home, monkeypatch):

@@ -5,7 +5,10 @@ of them Microdroid parts built by Soong. A Terminal guest agent is a `guest/<dir
 `debian/service` unit; everything else in guest/ is ignored. An agent may run a companion
 crate of guest/ (forwarder_guest_launcher runs `forwarder_guest`, which has no unit): the
 companions are found in the agents' sources (`Command::new("<crate>")`) and packaged too,
-with the agent depending on them.
+with the agent depending on them. Before Android 16 (android-15.0.0_r20..r23) the units lived
+in the Debian image's FAI config, `build/debian/fai_config/files/.../<dir>.service/AVF`: such a
+unit named after a guest/ dir makes that dir an agent too, which the agent-set check reports
+as "unit moved" (a packaged agent) or "added" (ip_addr_reporter), never as "removed".
 
 One split pkgbase (`avf-guest-agents`), one package per crate (named after it, `_` -> `-`):
 makepkg clones the large AVF repository once and builds every crate from that checkout.
@@ -22,10 +25,10 @@ changes are this project's own patches, generated here from PATCH_RULES (old tex
 text in one crate), never copied: each is dry-run against the exact checkout.
 
 Refused (RenderProblem, so sync keeps the previous PKGBUILD): the agent set changed (an agent
-added, removed, or no longer a Cargo crate: Android 17 replaces the agents with
-guest/linux_vm_manager, Android.bp only), a crate or unit name that is not a plain name, a
-path dependency leaving the repository, a patch rule whose old text is gone, a patch that
-does not apply, a lock that cannot be kept or made.
+added, removed, its unit moved out of guest/<dir>/debian, or no longer a Cargo crate: Android
+17 replaces the agents with guest/linux_vm_manager, Android.bp only), a crate or unit name that
+is not a plain name, a path dependency leaving the repository, a patch rule whose old text is
+gone, a patch that does not apply, a lock that cannot be kept or made.
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ NAME = "avf-guest-agents"
 UPSTREAMS = ("avf",)
 READS_AVAILABLE = True      # ctx.available: the other packages' names (sync shows it only to modules that say so)
 UNIT = "debian/service"
+# Android 15's units: FAI class files of the Debian image, .../<unit>.service/<CLASS> (read
+# from the tree listing only)
+FAI_CONFIG = "build/debian/fai_config"
+_FAI_UNIT = re.compile(rf"{FAI_CONFIG}/files/(?:[A-Za-z0-9_.+-]+/)*([A-Za-z0-9_.+-]+)\.service"
+                       r"/[A-Za-z0-9_.+-]+")
 
 # The crates this version of avfrepo packages: guest/<crate> -> pkgdesc. Any other agent set
 # upstream is refused until a maintainer reviews it here.
@@ -129,16 +137,29 @@ def guest_dirs(listing: list[str]) -> dict[str, set[str]]:
     return dirs
 
 
+def agent_units(listing: list[str], version: str) -> dict[str, str]:
+    """guest/<dir> -> the repository path of its unit, for every dir that has one: its own
+    guest/<dir>/debian/service, else (the Android 15 layout) a unit under build/debian/fai_config
+    named after it. The listing holds guest/ and build/debian/fai_config/; a dir without a unit
+    (a Microdroid part) is no agent; a non-plain name among the agents is refused."""
+    dirs = guest_dirs(listing)
+    units = {d: f"guest/{d}/{UNIT}" for d, files in dirs.items() if UNIT in files}
+    for path in sorted(listing):
+        m = _FAI_UNIT.fullmatch(path)
+        if m and m.group(1) in dirs:
+            units.setdefault(m.group(1), path)
+    for d, unit in units.items():
+        try:
+            plain_name(d, f"guest directory with a {UNIT}" if unit == f"guest/{d}/{UNIT}"
+                       else f"guest directory of {unit}")
+        except UnsafeValue as exc:
+            raise RenderProblem(f"at {version}: {exc}") from None
+    return dict(sorted(units.items()))
+
+
 def find_agents(listing: list[str], version: str) -> list[str]:
     """The guest/<dir> that have a debian/service; a non-plain name among them is refused."""
-    agents = []
-    for d, files in sorted(guest_dirs(listing).items()):
-        if UNIT in files:
-            try:
-                agents.append(plain_name(d, f"guest directory with a {UNIT}"))
-            except UnsafeValue as exc:
-                raise RenderProblem(f"at {version}: {exc}") from None
-    return agents
+    return [d for d, unit in agent_units(listing, version).items() if unit == f"guest/{d}/{UNIT}"]
 
 
 def spawned_crates(tree: Path, agent: str, crates: set[str]) -> tuple[str, ...]:
@@ -150,29 +171,56 @@ def spawned_crates(tree: Path, agent: str, crates: set[str]) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+def _some(names: list[str], one: str, many: str) -> str:
+    return one if len(names) == 1 else many
+
+
 def check_agent_set(listing: list[str], tree: Path, version: str) -> Agents:
-    """The agents and their companions must be exactly SERVICES, each a Cargo crate."""
+    """The agents and their companions must be exactly SERVICES, each a Cargo crate with its
+    unit in guest/<crate>/debian/service.
+
+    `listing` holds guest/ and build/debian/fai_config/; `tree` the agents' sources (companions).
+    A refusal names what changed, per crate of SERVICES: removed (its guest/ dir is gone), its
+    unit moved to build/debian/fai_config (the path), no unit and no agent running it any more,
+    no Cargo.toml any more; and the agents avfrepo does not package, with where their unit is.
+    guest/ dirs without a unit that no agent runs (Microdroid parts) are never named."""
     dirs = guest_dirs(listing)
-    agents = find_agents(listing, version)
+    units = agent_units(listing, version)
     crates = {d for d, files in dirs.items() if "Cargo.toml" in files}
-    companions = {a: spawned_crates(tree, a, crates) for a in agents if a in crates}
-    found = Agents(tuple(agents), {a: c for a, c in companions.items() if c})
+    companions = {a: spawned_crates(tree, a, crates) for a in units if a in crates}
+    found = Agents(tuple(units), {a: c for a, c in companions.items() if c})
     present = set(found.crates)
     known = set(SERVICES)
-    removed = sorted(known - present)
+    removed = sorted(known - set(dirs))
+    moved = {a: units[a] for a in sorted(known & set(units)) if units[a] != f"guest/{a}/{UNIT}"}
+    unbuildable = sorted(a for a in known & set(dirs) if a not in crates)
+    unrun = sorted(a for a in (known & set(dirs)) - present if a in crates)
     added = sorted(present - known)
-    unbuildable = sorted(a for a in present if a not in crates)
-    if not (removed or added or unbuildable):
+    if not (removed or moved or unrun or added or unbuildable):
         return found
+
+    def new_agent(a: str) -> str:
+        notes = [f"unit {units[a]}"] if units.get(a, f"guest/{a}/{UNIT}") != f"guest/{a}/{UNIT}" else []
+        if a not in crates:
+            notes.append("no Cargo.toml: not buildable with cargo")
+        return a + (f" ({'; '.join(notes)})" if notes else "")
+
     parts = []
     if removed:
-        parts.append("removed " + ", ".join(removed))
+        parts.append(f"removed {', '.join(removed)} "
+                     + _some(removed, "(its guest/ directory is gone)", "(their guest/ directories are gone)"))
+    if moved:
+        parts.append(_some(list(moved), "unit moved", "units moved") + f" to {FAI_CONFIG} "
+                     + _some(list(moved), "(the crate stays in guest/): ", "(the crates stay in guest/): ")
+                     + ", ".join(f"{a} -> {path}" for a, path in moved.items()))
+    if unrun:
+        parts.append("no unit any more and no agent runs it "
+                     + _some(unrun, "(the crate stays in guest/): ", "(the crates stay in guest/): ")
+                     + ", ".join(unrun))
     if added:
-        parts.append("added " + ", ".join(a if a in crates else f"{a} (no Cargo.toml: not buildable with cargo)"
-                                          for a in added))
-    if unbuildable and set(unbuildable) - set(added):
-        parts.append("no Cargo.toml any more (not buildable with cargo): "
-                     + ", ".join(a for a in unbuildable if a not in added))
+        parts.append("added " + ", ".join(new_agent(a) for a in added))
+    if unbuildable:
+        parts.append("no Cargo.toml any more (not buildable with cargo): " + ", ".join(unbuildable))
     raise RenderProblem(f"guest agents changed at {version}: " + "; ".join(parts) +
                         f"; adapt {__name__} (SERVICES) before packaging this version")
 
@@ -235,13 +283,15 @@ def proto_dirs(tree: Path, crate_dir: str, version: str) -> list[str]:
 def agent_paths(snap: Snapshot) -> list[str]:
     """What avf-guest-agents reads of AVF at the snapshot: fetched step by step, exactly.
 
-    1. the tree listing of guest/ (no blobs) says which dirs are agents;
+    1. the tree listing of guest/ and build/debian/fai_config/ (no blobs) says which dirs are
+       agents (with a unit in either place);
     2. the crates (agents, then the companions their sources run);
     3. their path dependencies (recursively) and proto directories.
     """
-    listing = snap.listing("guest")
-    agents = find_agents(listing, snap.tag)
-    tree = snap.want([f"guest/{a}" for a in agents])
+    listing = snap.listing("guest") + snap.listing(FAI_CONFIG)
+    agents = list(agent_units(listing, snap.tag))
+    # no agent at all (Android 17): nothing to read; want([]) would check out the whole tree
+    tree = snap.want([f"guest/{a}" for a in agents]) if agents else snap.path
     found = check_agent_set(listing, tree, snap.tag)
     crate_dirs = [f"guest/{c}" for c in found.crates]
     snap.want(crate_dirs)
@@ -462,7 +512,7 @@ def render(ctx: Context) -> Rendered:
 
     from ..checkout import listing
     try:
-        found = check_agent_set(listing(tree, "guest"), tree, version)
+        found = check_agent_set(listing(tree, "guest") + listing(tree, FAI_CONFIG), tree, version)
     except git.GitCommandError as exc:
         raise RenderProblem(f"cannot list guest/ of the checkout at {version}: {exc}") from None
     binaries = {c: plain_name(binary_name(tree, c, version), f"binary of guest/{c}") for c in found.crates}
