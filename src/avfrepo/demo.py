@@ -318,19 +318,40 @@ class FakeAvf:
         return sha
 
 
+FAI_UNITS = "build/debian/fai_config/files/etc/systemd/system"   # android 15: the image's units (FAI class AVF)
+ANDROID15_AGENTS = ("forwarder_guest_launcher", "shutdown_runner", "ip_addr_reporter")
+
+
+def android15_files() -> dict[str, str | bytes]:
+    """The android-15.0.0_r20..r23 shape of the agents (facts file §1): no storage_balloon_agent
+    yet, an ip_addr_reporter crate, every agent's unit under build/debian/fai_config (old CLI)."""
+    f = {k: v for k, v in android16_files(0).items() if not k.startswith("guest/storage_balloon_agent/")}
+    for svc in GRPC_SERVICES:
+        f.pop(f"guest/{svc}/debian/service", None)
+    d = "guest/ip_addr_reporter"
+    f[f"{d}/Cargo.toml"] = '[package]\nname = "ip_addr_reporter"\nversion = "0.1.0"\nedition = "2021"\n'
+    f[f"{d}/build.rs"] = f["guest/shutdown_runner/build.rs"]
+    f[f"{d}/src/main.rs"] = 'fn main() { println!("ip_addr_reporter"); }\n'
+    f[f"{d}/.gitignore"] = "/target\n"
+    for svc in ANDROID15_AGENTS:
+        f[f"{FAI_UNITS}/{svc}.service/AVF"] = (
+            f"[Unit]\nDescription={svc}\nAfter=network.target\nAfter=virtiofs_internal.service\n[Service]\n"
+            f"ExecStart=/usr/bin/bash -c '/usr/local/bin/{svc} --grpc_port $(cat /mnt/internal/debian_service_port)'\n"
+            "Type=simple\nRestart=on-failure\n[Install]\nWantedBy=multi-user.target\n")
+    for unit in ("ttyd", "backup_mount", "virtiofs_internal"):     # the image's own units: no agents
+        f[f"{FAI_UNITS}/{unit}.service/AVF"] = f"[Unit]\nDescription={unit}\n"
+    return f
+
+
 def make_demo_upstream(path: Path) -> FakeAvf:
     """Android 15 tags on an older layout, then Android 16 r1..r10 with r2 and r3 on one commit
     (mixed tag kinds and message wording), plus distractor families."""
     avf = FakeAvf(path)
-    old = android16_files(0)
-    for svc in GRPC_SERVICES:   # android 15: units lived elsewhere, not in guest/<svc>/debian
-        old.pop(f"guest/{svc}/debian/service")
-    old["build/debian/fai_config/files/etc/systemd/system/ip_addr_reporter.service/AVF"] = "[Unit]\n"
-    c15 = avf.commit(old, "Android 15 layout")
+    c15 = avf.commit(android15_files(), "Android 15 layout")
     for r in range(1, 6):
         avf.tag(f"android-15.0.0_r{r}", c15, message=f"Android 15.0.0 release {r}")
     avf.commit(android16_files(1), "Guest agents move to guest/<svc>/debian",
-               remove=("build/debian/fai_config",))
+               remove=("build/debian/fai_config", "guest/ip_addr_reporter"))
     avf.tag("android-16.0.0_r1", message="Android 16.0.0 Release 1 (BP2A.250605.031)")
     c2 = avf.commit(android16_files(2), "Unrelated: virtmgr changes")
     avf.tag("android-16.0.0_r2", c2, message="Android 16.0.0 release 2")
