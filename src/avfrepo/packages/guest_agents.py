@@ -49,7 +49,7 @@ from ..config import AVF_URL
 from ..errors import ToolError
 from ..formats import cargo as cargo_format
 from ..run import run
-from . import Context, RenderProblem, Rendered, SourceFile, UnsafeValue, plain_name, sha256, template
+from . import Context, RenderProblem, Rendered, SourceFile, ToolProblem, UnsafeValue, plain_name, sha256, template
 
 if TYPE_CHECKING:
     from ..checkout import Snapshot
@@ -401,9 +401,9 @@ def generate_locks(ctx: Context, tree: Path, version: str, crates=tuple(SERVICES
                     why = ("the kept lock no longer fits (" + "; ".join(misfits) + ")" if misfits
                            else f"no lock is kept from an earlier sync ({NAME}/{lock_name(service)})")
                     said = f"cargo: {hit.group(0)}" if hit else "CARGO_NET_OFFLINE=true"
-                    raise RenderProblem(f"cannot generate the Cargo.lock of guest/{service} at {version}: {why} "
+                    raise ToolProblem(f"cannot generate the Cargo.lock of guest/{service} at {version}: {why} "
                                         f"and crates.io cannot be reached to make a new one ({said})") from None
-                raise RenderProblem(f"cannot generate the Cargo.lock of guest/{service} at {version}: {exc}") from None
+                raise ToolProblem(f"cannot generate the Cargo.lock of guest/{service} at {version}: {exc}") from None
             locks[service] = (crate / "Cargo.lock").read_bytes()
     return {c: locks[c] for c in crates}
 
@@ -487,7 +487,7 @@ def dry_run(tree: Path, name: str, patch: bytes, files: list[str], version: str)
             run(["patch", "-p1", "--dry-run", "--batch", "--forward", "-i", pfile], cwd=tree, timeout=120)
         except ToolError as exc:
             if exc.returncode == 127:
-                raise RenderProblem(f"cannot dry-run packaging patch {name} at {version}: {exc}") from None
+                raise ToolProblem(f"cannot dry-run packaging patch {name} at {version}: {exc}") from None
             raise RenderProblem(f"packaging patch {name} does not apply to {', '.join(files) or '?'} "
                                 f"at {version}: {exc.output.strip() or exc}") from None
 
