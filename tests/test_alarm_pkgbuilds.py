@@ -73,6 +73,34 @@ def test_files_of_one_revision_and_nothing_else(alarm, tmp_path):
         repo.files(c, "../core")
 
 
+def test_entries_list_links_and_files_without_fetching_a_blob(alarm, tmp_path):
+    repo = opened(alarm, tmp_path)
+    c = alarm.commits["systemd 261.1-1"]
+    before = repo.present()
+    entries = repo.entries(c, "core/systemd")
+    link = entries["LICENSES/0BSD.txt"]
+    assert (link.path, link.mode, link.kind) == ("core/systemd/LICENSES/0BSD.txt", "120000", "blob")
+    assert not link.regular
+    assert entries["PKGBUILD"].regular and entries["PKGBUILD"].mode == "100644"
+    assert any(rel.startswith("keys/pgp/") and e.regular for rel, e in entries.items())
+    assert repo.present() == before and repo.fetched_blobs == 0
+
+
+def test_a_file_larger_than_max_bytes_is_refused_before_it_is_read(alarm, tmp_path, monkeypatch):
+    alarm.systemd("261.2", "2", **{"keys/pgp/big.asc": "x" * 5000})
+    repo = opened(alarm, tmp_path)
+    c = alarm.head()
+    read = []
+    monkeypatch.setattr(repo, "read", lambda oids: read.append(oids) or {})
+    with pytest.raises(ValueError, match=r"core/systemd at [0-9a-f]{12}: larger than 4096 bytes: keys/pgp/big.asc "
+                                         r"\(5000 bytes\)"):
+        repo.files(c, "core/systemd", only=("keys/pgp/big.asc", "PKGBUILD"), max_bytes=4096)
+    assert read == []
+    monkeypatch.undo()
+    big = repo.files(c, "core/systemd", only=("keys/pgp/big.asc",), max_bytes=5000)
+    assert big == {"keys/pgp/big.asc": b"x" * 5000}
+
+
 def test_a_head_not_on_the_branch_is_refused(alarm, tmp_path):
     up = GitBranchUpstream("alarm-pkgbuilds", alarm.url)
     head = query(up).commit

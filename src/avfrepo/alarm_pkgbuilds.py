@@ -191,29 +191,74 @@ class PkgbuildsRepo:
                 out.append(Revision(commit, *v))
         return out
 
-    def files(self, commit: str, directory: str, *, only: tuple[str, ...] | None = None) -> dict[str, bytes]:
-        """The files of `directory` at `commit` (paths relative to it), or just `only` of them.
-        Regular files only: a symbolic link or submodule is an error naming it."""
+    def entries(self, commit: str, directory: str) -> dict[str, Entry]:
+        """Every entry below `directory` at `commit` (paths relative to it), read from the trees
+        only (no blob is fetched): regular files, symbolic links and submodules alike."""
         directory = _clean_dir(directory)
         out = self.git("ls-tree", "-r", "-z", "--full-tree", commit, "--", f"{directory}/").stdout
-        entries: dict[str, str] = {}
+        entries: dict[str, Entry] = {}
         for item in filter(None, out.split("\0")):
             meta, path = item.split("\t", 1)
             mode, kind, oid = meta.split()
             rel = path[len(directory) + 1:]
-            if only is not None and rel not in only:
-                continue
-            if kind != "blob" or mode not in ("100644", "100755"):
-                raise ValueError(f"{path} at {commit[:12]} is not a regular file (mode {mode})")
             if PurePosixPath(rel).is_absolute() or ".." in PurePosixPath(rel).parts:
                 raise ValueError(f"{path} at {commit[:12]}: not a plain relative path")
-            entries[rel] = oid
+            entries[rel] = Entry(path, mode, kind, oid)
+        return entries
+
+    def files(self, commit: str, directory: str, *, only: tuple[str, ...] | None = None,
+              max_bytes: int | None = None) -> dict[str, bytes]:
+        """The files of `directory` at `commit` (paths relative to it), or just `only` of them.
+        Regular files only: a symbolic link or submodule is an error naming it, and so is, with
+        max_bytes, a file larger than that (its size is read before its content)."""
+        entries: dict[str, str] = {}
+        for rel, e in self.entries(commit, directory).items():
+            if only is not None and rel not in only:
+                continue
+            if not e.regular:
+                raise ValueError(f"{e.path} at {commit[:12]} is not a regular file (mode {e.mode})")
+            entries[rel] = e.oid
         if only is not None:
             missing = [n for n in only if n not in entries]
             if missing:
-                raise ValueError(f"{directory} at {commit[:12]} has no {', '.join(missing)}")
+                raise ValueError(f"{_clean_dir(directory)} at {commit[:12]} has no {', '.join(missing)}")
+        if max_bytes is not None:
+            sizes = self.sizes(set(entries.values()))
+            big = [f"{rel} ({sizes[oid]} bytes)" for rel, oid in sorted(entries.items()) if sizes[oid] > max_bytes]
+            if big:
+                raise ValueError(f"{_clean_dir(directory)} at {commit[:12]}: larger than {max_bytes} bytes: "
+                                 f"{', '.join(big)}")
         blobs = self.read(sorted(set(entries.values())))
         return {rel: blobs[oid] for rel, oid in sorted(entries.items())}
+
+    def sizes(self, oids: set[str]) -> dict[str, int]:
+        """The sizes of blobs (prefetched in one batch first), without reading their contents."""
+        self.prefetch(oids)
+        if not oids:
+            return {}
+        out = self.git("cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)",
+                       input="".join(f"{o}\n" for o in sorted(oids))).stdout
+        sizes = {}
+        for line in out.splitlines():
+            oid, kind, size = line.split()
+            if kind != "blob":
+                raise UpstreamError(self.upstream.name, self.upstream.url, f"not a blob: {line}")
+            sizes[oid] = int(size)
+        return sizes
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a tree listing: its full path, git mode, object kind and id."""
+
+    path: str
+    mode: str
+    kind: str
+    oid: str
+
+    @property
+    def regular(self) -> bool:
+        return self.kind == "blob" and self.mode in ("100644", "100755")
 
 
 def _clean_dir(directory: str) -> str:

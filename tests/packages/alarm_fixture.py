@@ -2,14 +2,22 @@
 and core/linux-aarch64 with several revisions, plus unrelated packages. Every file here is
 synthetic, written for these tests; only the shape (file names, the PKGBUILD's structure:
 split package functions, git source + local files + sha512sums, `_systemd_src_dir="${pkgbase}"`,
-a prepare() that cds and patches) follows the real repository."""
+a prepare() that cds and patches, validpgpkeys=() with one keys/pgp/<FINGERPRINT>.asc each)
+follows the real repository. The keys are throwaway ed25519 keys made at test time."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import shutil
+import subprocess
+import tempfile
 import textwrap
+from pathlib import Path
 
+from avfrepo.config import SigningConfig
 from avfrepo.demo import FakeAvf, Symlink
+from avfrepo.signing import export_public, init_key
 
 SYSTEMD_SPLIT = ("systemd", "systemd-libs", "systemd-resolvconf", "systemd-sysvcompat", "systemd-tests",
                  "systemd-ukify")
@@ -34,12 +42,38 @@ SYSTEMD_LOCAL = {
 SYSTEMD_INSTALL = "post_upgrade() {\n  : fixture install script\n}\n"
 
 
+def throwaway_key(home: Path, uid: str) -> tuple[str, bytes]:
+    """A new ed25519 key in GnuPG home `home`: (fingerprint, armored public key)."""
+    cfg = SigningConfig(None, home)
+    key, _ = init_key(cfg, uid)
+    return key.fingerprint, export_public(cfg, key.fingerprint, armor=True)
+
+
+@functools.cache
+def source_keys() -> dict[str, bytes]:
+    """Two throwaway keys standing in for systemd's release signers, made once per test process:
+    fingerprint -> armored public key (their home, and its gpg-agent, are gone afterwards)."""
+    base = Path(tempfile.mkdtemp(prefix="avfrepo-fixture-keys-"))
+    homes = [base / str(n) for n in (1, 2)]
+    try:
+        return dict(throwaway_key(home, f"Fixture Release Signer {home.name} <signer{home.name}@example.invalid>")
+                    for home in homes)
+    finally:
+        for home in homes:
+            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def _sums(files: dict[str, str]) -> str:
     return "\n".join(f"            '{hashlib.sha512(files[n].encode()).hexdigest()}'" for n in files)
 
 
-def systemd_pkgbuild(pkgver: str, pkgrel: str = "1", *, local: dict[str, str] | None = None) -> str:
+def systemd_pkgbuild(pkgver: str, pkgrel: str = "1", *, local: dict[str, str] | None = None,
+                     keys: tuple[str, ...] | None = None) -> str:
+    """keys: the validpgpkeys fingerprints (default: source_keys())."""
     local = SYSTEMD_LOCAL if local is None else local
+    keys = tuple(source_keys()) if keys is None else keys
+    validpgpkeys = "\n".join(f"              '{k}'  # fixture signer {i}" for i, k in enumerate(keys, 1)).lstrip()
     sources = "\n".join(f"        '{n}'" for n in local)
     names = "\n".join(f"         '{n}'" for n in SYSTEMD_SPLIT).lstrip()
     return textwrap.dedent("""\
@@ -55,7 +89,8 @@ def systemd_pkgbuild(pkgver: str, pkgrel: str = "1", *, local: dict[str, str] | 
         url='https://systemd.example.invalid'
         makedepends=('gperf' 'meson' 'python-jinja' 'git')
         options=('!distcc')
-        validpgpkeys=('0000000000000000000000000000000000000000')  # fixture key
+        validpgpkeys=(@VALIDPGPKEYS@
+                     )
         source=("git+https://example.invalid/systemd/systemd#tag=v${pkgver/rc/-rc}?signed"
         @SOURCES@)
         sha512sums=('SKIP'
@@ -132,6 +167,7 @@ def systemd_pkgbuild(pkgver: str, pkgrel: str = "1", *, local: dict[str, str] | 
 
         # vim:ft=sh syn=sh et sw=2
         """).replace("@NAMES@", names).replace("@PKGVER@", pkgver).replace("@PKGREL@", pkgrel) \
+        .replace("@VALIDPGPKEYS@", validpgpkeys) \
         .replace("@SOURCES@", sources.lstrip()).replace("@SUMS@", _sums(local).lstrip())
 
 
@@ -170,17 +206,25 @@ class AlarmPkgbuilds:
     def head(self) -> str:
         return self.repo.head()
 
-    def systemd(self, pkgver: str, pkgrel: str = "1", label: str | None = None, **changes: str) -> str:
+    def systemd(self, pkgver: str, pkgrel: str = "1", label: str | None = None, *, remove: tuple[str, ...] = (),
+                **changes: str | bytes) -> str:
+        """core/systemd at pkgver-pkgrel: ALARM's files, keys/pgp/<FPR>.asc for source_keys();
+        changes: files (relative to core/systemd) to write instead or in addition; remove: paths to
+        delete first (with the files above below them; `changes` are written after)."""
         local = {n: changes.pop(n, t) for n, t in SYSTEMD_LOCAL.items()}
         files = {f"core/systemd/{n}": t for n, t in local.items()}
+        files.update({f"core/systemd/keys/pgp/{fpr}.asc": key for fpr, key in source_keys().items()})
         files["core/systemd/systemd.install"] = SYSTEMD_INSTALL
         files["core/systemd/PKGBUILD"] = changes.pop("PKGBUILD", None) or systemd_pkgbuild(pkgver, pkgrel, local=local)
         files["core/systemd/.SRCINFO"] = f"pkgbase = systemd\n\tpkgver = {pkgver}\n"
         files["core/systemd/REUSE.toml"] = "version = 1\n"
         files["core/systemd/LICENSES/MIT-0.txt"] = "fixture license text\n"
         files["core/systemd/LICENSES/0BSD.txt"] = Symlink("MIT-0.txt")
+        removed = tuple(f"core/systemd/{r}" for r in remove)
+        below = tuple(r + "/" for r in removed)
+        files = {k: v for k, v in files.items() if k not in removed and not k.startswith(below)}
         files.update({f"core/systemd/{k}": v for k, v in changes.items()})
-        c = self.repo.commit(files, f"core/systemd to {pkgver}-{pkgrel}")
+        c = self.repo.commit(files, f"core/systemd to {pkgver}-{pkgrel}", remove=removed)
         self.commits[label or f"systemd {pkgver}-{pkgrel}"] = c
         return c
 
