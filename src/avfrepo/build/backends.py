@@ -47,8 +47,9 @@ def _collect(outdir: Path, dest: Path) -> list[Path]:
 
 
 def prepare_copy(pkgdir: Path, work: Path, pkgrel: str | None) -> None:
-    """Copy the PKGBUILD directory to work; with pkgrel, build that pkgrel instead."""
-    shutil.copytree(pkgdir, work)
+    """Copy the PKGBUILD directory to work (keys/pgp included; symbolic links stay links,
+    never followed); with pkgrel, build that pkgrel instead."""
+    shutil.copytree(pkgdir, work, symlinks=True)
     if pkgrel is None:
         return
     if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", pkgrel):
@@ -114,6 +115,7 @@ class MakepkgBackend:
             out.mkdir()
             mk.give_to_builder(self.cfg, work)
             mk.give_to_builder(self.cfg, out)
+            mk.source_keyring(self.cfg, work)      # keys/pgp, in the GnuPG home makepkg() uses
             env = {"PKGDEST": str(out), "SRCDEST": str(tmp / "src"), "BUILDDIR": str(tmp / "build"),
                    "LOGDEST": str(tmp / "logs"), **(env or {})}
             mk.makepkg(self.cfg, work, ["--force", "--nodeps", "--noconfirm", "--noprogressbar"],
@@ -151,7 +153,10 @@ class MakechrootpkgBackend:
             work = tmp / "pkg"
             prepare_copy(pkgdir, work, pkgrel)
             mk.give_to_builder(self.cfg, work)
-            self.runner(self.command(deps, worker), cwd=work, env={"PKGDEST": str(work), **(env or {})},
+            # makechrootpkg verifies the sources outside the chroot as -U's user with our GNUPGHOME
+            keyring = mk.source_keyring(self.cfg, work)
+            self.runner(self.command(deps, worker), cwd=work,
+                        env={"PKGDEST": str(work), **(env or {}), "GNUPGHOME": str(keyring)},
                         log_file=log, timeout=6 * 3600)
             pkgs = _collect(work, dest)
         if not pkgs:
