@@ -18,7 +18,7 @@ import pytest
 from avfrepo import config as config_mod
 from avfrepo import sources
 from avfrepo.checkout import tree_at
-from avfrepo.demo import write_config
+from avfrepo.demo import Symlink, write_config
 from avfrepo.formats import srcinfo
 from avfrepo.makepkg import printsrcinfo
 from avfrepo.alarm_pkgbuilds import PkgbuildsRepo
@@ -27,7 +27,7 @@ from avfrepo.run import run
 
 from ..conftest import require_build_user, require_tools
 from ..sources.conftest import DB_PATH, desc_db, git_repo, http_server, no_proxy_and_recorded_sleeps  # noqa: F401
-from .alarm_fixture import SYSTEMD_LOCAL, SYSTEMD_SPLIT, make_alarm, systemd_pkgbuild
+from .alarm_fixture import SYSTEMD_LOCAL, SYSTEMD_SPLIT, make_alarm, source_keys, systemd_pkgbuild
 
 ESP = "src/shared/find-esp.c"
 PATCH = systemd_avf.ESP_PATCH
@@ -221,12 +221,77 @@ def test_render_is_alarms_core_systemd_at_the_database_version(scfg, systemd, al
     assert (r.name, r.pkgver) == ("systemd-avf", "261.2")
     assert r.upstreams == {"systemd": "261.2-1", "alarm-pkgbuilds": alarm.commits[label]}
     local = set(SYSTEMD_LOCAL) | {"systemd.install"}
-    assert set(r.files) == local | {"PKGBUILD", PATCH}      # no .SRCINFO, REUSE.toml, LICENSES/
+    keys = {f"keys/pgp/{fpr}.asc" for fpr in source_keys()}
+    assert set(r.files) == local | keys | {"PKGBUILD", PATCH}      # no .SRCINFO, REUSE.toml, LICENSES/
     for name in local:
         assert r.files[name] == alarm_file(alarm, label, name), name
     assert b"# touched" in r.files["20-systemd-sysusers.hook"]
     assert r.files["PKGBUILD"].decode() == derive_at(alarm, label, r.files[PATCH])
     assert r.notes[0].startswith(f"ALARM core/systemd at {alarm.commits[label][:12]} (261.2-1), ")
+
+
+def test_the_source_keys_come_along_each_the_key_its_name_says(scfg, systemd, alarm):
+    from avfrepo.signing import key_fingerprints
+    r = render_at(scfg)
+    label = "systemd 261.2-1 hooks"
+    keys = {path: data for path, data in r.files.items() if path.startswith("keys/")}
+    assert sorted(keys) == sorted(f"keys/pgp/{fpr}.asc" for fpr in source_keys())
+    for path, data in keys.items():
+        assert data == alarm_file(alarm, label, path)                     # byte for byte ALARM's
+        assert key_fingerprints(data) == [path[len("keys/pgp/"):-len(".asc")]]
+    assert sorted(systemd_avf.validpgpkeys(r.files["PKGBUILD"].decode())) == sorted(source_keys())
+    assert r.notes[-1] == ("source keys from core/systemd/keys/pgp, each the key its name says and listed in "
+                           f"validpgpkeys: {', '.join(sorted(source_keys()))}")
+
+
+def _pad(data: bytes) -> bytes:
+    return data + b"\n" * (300 * 1024)
+
+
+# each: what the new ALARM revision 261.2-2 changes (files under core/systemd, removals, the
+# PKGBUILD's validpgpkeys) -> what the refusal must name
+KEY_DEFECTS = {
+    "another key's content": (lambda k1, k2: {"files": {f"keys/pgp/{k1}.asc": source_keys()[k2]}},
+                              r"keys/pgp/{k1}\.asc holds {k2}, not \(only\) the key {k1} its name says"),
+    "a validpgpkeys entry without its file": (lambda k1, k2: {"remove": (f"keys/pgp/{k2}.asc",)},
+                                              r"validpgpkeys entry {k2} has no key file keys/pgp/{k2}\.asc"),
+    "a key file not in validpgpkeys": (lambda k1, k2: {"keys": (k1,)},
+                                       r"keys/pgp/{k2}\.asc is not listed in validpgpkeys"),
+    "a symlinked key file": (lambda k1, k2: {"remove": (f"keys/pgp/{k1}.asc",),
+                                             "files": {f"keys/pgp/{k1}.asc": Symlink(f"{k2}.asc")}},
+                             r"refusing keys/pgp/{k1}\.asc \(mode 120000: not a regular file; a symbolic link is "
+                             r"not followed\)"),
+    "a symlinked keys folder": (lambda k1, k2: {"remove": ("keys",), "files": {"keys": Symlink("../linux-aarch64")}},
+                                r"refusing keys \(mode 120000: not a regular file"),
+    "a symlinked keys/pgp folder": (lambda k1, k2: {"remove": ("keys/pgp",), "files": {"keys/pgp": Symlink("..")}},
+                                    r"refusing keys/pgp \(mode 120000: not a regular file"),
+    "a file too large to be a key": (lambda k1, k2: {"files": {f"keys/pgp/{k1}.asc": _pad(source_keys()[k1])}},
+                                     r"larger than 262144 bytes: keys/pgp/{k1}\.asc \(\d+ bytes\)"),
+    "a file that is not named for a key": (lambda k1, k2: {"files": {"keys/pgp/signer.asc": source_keys()[k1]}},
+                                           r"keys/pgp/signer\.asc: not a key file name"),
+    "a file in a folder below keys/pgp": (lambda k1, k2: {"files": {f"keys/pgp/old/{k1}.asc": source_keys()[k1]}},
+                                          r"refusing keys/pgp/old/{k1}\.asc \(not keys/pgp/<FINGERPRINT>\.asc\)"),
+}
+
+
+@pytest.mark.parametrize("defect", KEY_DEFECTS)
+def test_a_key_file_that_does_not_match_or_is_missing_refuses_the_render_naming_it(scfg, systemd, alarm, defect):
+    k1, k2 = source_keys()
+    change, message = KEY_DEFECTS[defect]
+    c = change(k1, k2)
+    pkgbuild = systemd_pkgbuild("261.2", "2", keys=c.get("keys", (k1, k2)))
+    alarm.systemd("261.2", "2", label="261.2-2", remove=c.get("remove", ()), PKGBUILD=pkgbuild, **c.get("files", {}))
+    systemd.serve("261.2-2")
+    with pytest.raises(RenderProblem, match=message.format(k1=k1, k2=k2)) as err:
+        render_at(scfg)
+    assert "core/systemd" in str(err.value)
+    # the same revision with ALARM's keys as they were renders
+    for link in ("keys/pgp", "keys"):       # (the fixture's commit() would follow a link to a folder)
+        if (alarm.repo.path / "core/systemd" / link).is_symlink():
+            (alarm.repo.path / "core/systemd" / link).unlink()
+    alarm.systemd("261.2", "2", label="261.2-2 fixed", remove=("keys",),
+                  **{f"keys/pgp/{fpr}.asc": key for fpr, key in source_keys().items()})
+    assert render_at(scfg).upstreams["alarm-pkgbuilds"] == alarm.commits["261.2-2 fixed"]
 
 
 def derive_at(alarm, label: str, patch: bytes) -> str:

@@ -14,6 +14,13 @@ gpt-auto generator then fail to find the ESP.
   changed, by the named rules in RULES (each one a function below, each tested). A rule that
   no longer matches ALARM's file refuses the render with a RenderProblem naming the rule:
   sync then keeps the previous PKGBUILD.
+- Source keys: ALARM's source is systemd's git tag with `?signed` and validpgpkeys=(...);
+  makepkg verifies the tag with the keys of keys/pgp/<FINGERPRINT>.asc, which come along too
+  (the build backends import them for the build user: avfrepo.makepkg.source_keyring()). Each
+  one is checked (avfrepo.makepkg.check_source_keys: a regular file, not too large, exactly the
+  public key its name says, listed in validpgpkeys), and each validpgpkeys entry must have its
+  file; anything else under keys/ (a symbolic link above all: it is never followed) refuses
+  the render, naming it.
 - The ESP patch is generated at sync time from find-esp.c of systemd's own repository at the
   tag (`source_git` of the systemd upstream), by a rule (nothing is copied from elsewhere): in
   each of the two functions, the one `if (<condition naming SD_GPT_ESP>)` followed by
@@ -42,6 +49,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import alarm_pkgbuilds
+from .. import makepkg as mk
 from ..config import ALARM_PKGBUILDS
 from ..errors import UpstreamError
 from ..formats import pkgbuild as pkgb
@@ -423,6 +431,32 @@ def alarm_local_files(text: str) -> list[str]:
     return sorted(set(names))
 
 
+def validpgpkeys(text: str) -> list[str]:
+    """The words of the PKGBUILD's validpgpkeys=(...) ([] without one; comments dropped)."""
+    span = pkgb.array(text, "validpgpkeys")
+    return pkgb.words(text[span.inner:span.inner_end]) if span else []
+
+
+def key_paths(listing: dict[str, alarm_pkgbuilds.Entry]) -> list[str]:
+    """The key files of a package directory's listing: every entry at or under keys/ must be a
+    regular file keys/pgp/<name> (the names and contents are checked with the keys); a symbolic
+    link (keys, keys/pgp or a key file), a submodule or a deeper folder is a ValueError naming it."""
+    out, bad = [], []
+    top = mk.SOURCE_KEYS_DIR.split("/")[0]
+    for rel, entry in sorted(listing.items()):
+        if rel != top and not rel.startswith(top + "/"):
+            continue
+        if not entry.regular:
+            bad.append(f"{rel} (mode {entry.mode}: not a regular file; a symbolic link is not followed)")
+        elif rel.rsplit("/", 1)[0] != mk.SOURCE_KEYS_DIR:
+            bad.append(f"{rel} (not {mk.SOURCE_KEYS_DIR}/<FINGERPRINT>.asc)")
+        else:
+            out.append(rel)
+    if bad:
+        raise ValueError(f"refusing {', '.join(bad)}")
+    return out
+
+
 def render(ctx: Context) -> Rendered:
     rel = ctx.releases["systemd"]
     up = ctx.config.upstream("systemd")
@@ -440,8 +474,17 @@ def render(ctx: Context) -> Rendered:
         pkgbuild = repo.files(revision.commit, ALARM_DIR, only=("PKGBUILD",))["PKGBUILD"].decode()
         local = alarm_local_files(pkgbuild)
         files = repo.files(revision.commit, ALARM_DIR, only=tuple(local))
+        key_files = key_paths(repo.entries(revision.commit, ALARM_DIR))
+        keys = (repo.files(revision.commit, ALARM_DIR, only=tuple(key_files), max_bytes=mk.MAX_KEY_BYTES)
+                if key_files else {})
+        fingerprints = validpgpkeys(pkgbuild)
     except (UpstreamError, ValueError, UnicodeDecodeError) as exc:
         raise RenderProblem(f"cannot read ALARM's {ALARM_DIR} for systemd {rel.version}: {exc}") from None
+    try:
+        mk.check_source_keys({path.rsplit("/", 1)[1]: data for path, data in keys.items()}, fingerprints)
+    except mk.SourceKeyError as exc:
+        raise RenderProblem(f"ALARM's {ALARM_DIR} at {revision.commit[:12]} ({revision.version}): source keys "
+                            f"for its signed sources: {exc}") from None
     if ESP_PATCH in files:
         raise RenderProblem(f"ALARM's {ALARM_DIR} has a file named {ESP_PATCH}: rename avfrepo's")
 
@@ -453,7 +496,7 @@ def render(ctx: Context) -> Rendered:
         raise RenderProblem(f"systemd-avf rule {exc.rule} no longer matches ALARM's {ALARM_DIR}/PKGBUILD at "
                             f"{revision.commit[:12]} ({revision.version}): {exc.reason}; the previous PKGBUILD "
                             "stays: adapt the rule in avfrepo/packages/systemd_avf.py") from None
-    files = {**files, "PKGBUILD": text.encode(), ESP_PATCH: patch}
+    files = {**files, **keys, "PKGBUILD": text.encode(), ESP_PATCH: patch}
     notes = [f"ALARM {ALARM_DIR} at {revision.commit[:12]} ({revision.version}), {len(RULES)} rules: "
              + ", ".join(name for name, _ in RULES)]
     if relax_env_supported(ctx.trees["systemd"]):
@@ -462,5 +505,8 @@ def render(ctx: Context) -> Rendered:
                      "and systemd-boot-update run (systemd_avf.relax_dropins()); check it on a device first")
     else:
         notes.append(f"systemd {rel.pkgver} does not read {RELAX_ENV} in {ESP_FILE}: the ESP patch is needed")
+    if keys:
+        notes.append(f"source keys from {ALARM_DIR}/{mk.SOURCE_KEYS_DIR}, each the key its name says and "
+                     f"listed in validpgpkeys: {', '.join(sorted(fingerprints))}")
     return Rendered(NAME, rel.pkgver, {"systemd": rel.version, ALARM_PKGBUILDS: revision.commit}, files,
                     tuple(notes))
