@@ -323,7 +323,9 @@ def alarm_config(ctx: Context) -> tuple[bytes, alarm_pkgbuilds.Revision, str]:
         if rev is None:
             raise RenderProblem(f"ALARM's {ALARM_DIR} has {why}: no base config for Linux {series}")
         return repo.files(rev.commit, ALARM_DIR, only=("config",))["config"], rev, why
-    except (UpstreamError, ValueError) as exc:
+    except UpstreamError as exc:        # git could not fetch it: asked again next sync
+        raise ToolProblem(f"cannot read ALARM's {ALARM_DIR}/config: {exc}") from None
+    except ValueError as exc:
         raise RenderProblem(f"cannot read ALARM's {ALARM_DIR}/config: {exc}") from None
 
 
