@@ -254,3 +254,19 @@ def test_content_digest_sees_a_mode_change(agents_cfg, avf):
     assert not any("byte-identical" in r for r in report.packages[1].reasons)
     assert dataclasses.asdict(state_mod.load(cfg.state_file).packages["avf-guest-agents"].trees["avf"])["version"] \
         == "android-16.0.0_r11"
+
+
+def test_a_failed_tool_is_not_kept_and_the_next_sync_tries_again(tmp_path, avf, kernel, signing_home, monkeypatch):
+    from avfrepo import render_record
+    from avfrepo.packages import ToolProblem
+    cfg = kernel_cfg(tmp_path, avf, kernel, signing_home)
+    real = linux_avf.render
+
+    def broken_tool(ctx):       # an injected failure: patch or cargo missing, a fetch cut off
+        raise ToolProblem("patch: command not found (injected by the test)")
+    monkeypatch.setattr(linux_avf, "render", broken_tool)
+    report = sync(cfg)
+    assert actions(report) == {"avf-config": "new", "linux-avf": "refused"}
+    assert "linux-avf" not in render_record.load(cfg.cache).refusals
+    monkeypatch.setattr(linux_avf, "render", real)
+    assert actions(sync(cfg))["linux-avf"] == "new"

@@ -54,7 +54,7 @@ from ..config import ALARM_PKGBUILDS
 from ..errors import UpstreamError
 from ..formats import pkgbuild as pkgb
 from ..run import run
-from . import PKGREL_TOKEN, PKGVER_TOKEN, Context, Rendered, RenderProblem, template
+from . import PKGREL_TOKEN, PKGVER_TOKEN, Context, Rendered, RenderProblem, ToolProblem, template
 
 NAME = "systemd-avf"
 UPSTREAMS = ("systemd", ALARM_PKGBUILDS)
@@ -478,7 +478,9 @@ def render(ctx: Context) -> Rendered:
         keys = (repo.files(revision.commit, ALARM_DIR, only=tuple(key_files), max_bytes=mk.MAX_KEY_BYTES)
                 if key_files else {})
         fingerprints = validpgpkeys(pkgbuild)
-    except (UpstreamError, ValueError, UnicodeDecodeError) as exc:
+    except UpstreamError as exc:        # git could not fetch it: asked again next sync
+        raise ToolProblem(f"cannot read ALARM's {ALARM_DIR} for systemd {rel.version}: {exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
         raise RenderProblem(f"cannot read ALARM's {ALARM_DIR} for systemd {rel.version}: {exc}") from None
     try:
         mk.check_source_keys({path.rsplit("/", 1)[1]: data for path, data in keys.items()}, fingerprints)
