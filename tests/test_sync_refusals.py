@@ -73,6 +73,7 @@ def test_every_release_tag_seen_is_recorded_with_its_commit_whatever_rendered(re
     assert seen["android-16.0.0_r10"].pkgver == "16.0.0.r10"
     assert not any(t.startswith("android-platform") for t in seen)     # other families are not releases
     assert st.seen["kernel"]["6.1.159"].pkgver == "6.1.159"
+    assert "alarm-pkgbuilds" not in st.seen      # a branch head: no name to trust, no order
 
 
 def test_a_moved_tag_alarms_while_a_package_reading_its_upstream_is_refused(refused_kernel, avf):

@@ -292,7 +292,10 @@ def _seen(st: state_mod.State, name: str) -> dict[str, state_mod.SeenRelease]:
 
 def _check_upstream(cfg: Config, st: state_mod.State, name: str, rel: Release, tags) -> str | None:
     """Why the packages reading `name` must not sync now (None: they may), and on success the
-    releases of this answer recorded as seen (first sight wins: trust on first use)."""
+    releases of this answer recorded as seen (first sight wins: trust on first use). A branch
+    head (its version is its commit) names nothing to trust and has no order: not recorded."""
+    if tags is None and rel.version == rel.commit:
+        return None
     seen = _seen(st, name)
     up = cfg.upstream(name)
     now = {t: ref.commit for t, ref in tags.items()} if tags is not None else {rel.version: rel.commit}
