@@ -232,3 +232,93 @@ def test_replace_dir_removes_leftovers_of_a_killed_run(tmp_path):
     (tmp_path / ".avf-config.old").mkdir()
     fsutil.replace_dir(target, {"a": b"2"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["avf-config"]
+
+
+# --- read_tree_file: the one reader of upstream trees -------------------------------------
+
+def upstream_tree(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "a" / "b" / "f.txt").write_bytes(b"inside\n")
+    (tmp_path / "host").write_bytes(b"root:x:0:0:host file\n")
+    return tree
+
+
+def test_read_tree_file_reads_a_regular_file_below_the_tree(tmp_path):
+    tree = upstream_tree(tmp_path)
+    assert fsutil.read_tree_file(tree, "a/b/f.txt") == b"inside\n"
+    assert fsutil.read_tree_file(tree, "a/b/f.txt", text=True) == "inside\n"
+    with pytest.raises(FileNotFoundError):
+        fsutil.read_tree_file(tree, "a/b/missing")
+
+
+@pytest.mark.parametrize("link, target, rel, says", [
+    ("a/b/f.txt", "../../../host", "a/b/f.txt", "a/b/f.txt is a symbolic link (to '../../../host')"),
+    ("a/b/f.txt", "/etc/passwd", "a/b/f.txt", "a/b/f.txt is a symbolic link (to '/etc/passwd')"),
+    ("a/b/in.txt", "f.txt", "a/b/in.txt", "a/b/in.txt is a symbolic link (to 'f.txt')"),   # inside: refused too
+    ("a/b", "/etc", "a/b/passwd", "a/b/passwd has a/b, which is a symbolic link (to '/etc')"),
+])
+def test_read_tree_file_refuses_every_symbolic_link_on_the_path(tmp_path, link, target, rel, says):
+    tree = upstream_tree(tmp_path)
+    p = tree / link
+    if p.is_dir():
+        import shutil
+        shutil.rmtree(p)
+    else:
+        p.unlink(missing_ok=True)
+    p.symlink_to(target)
+    with pytest.raises(fsutil.TreeFileError) as err:
+        fsutil.read_tree_file(tree, rel)
+    assert str(err.value) == says + ": a link in an upstream tree is never followed"
+    assert err.value.rel == rel and not err.value.local
+
+
+def test_read_tree_file_refuses_a_fifo_without_opening_it(tmp_path):
+    tree = upstream_tree(tmp_path)
+    os.mkfifo(tree / "a" / "fifo")           # opening it for reading would block: no writer
+    with pytest.raises(fsutil.TreeFileError, match="^a/fifo is a FIFO, not a regular file$") as err:
+        fsutil.read_tree_file(tree, "a/fifo")
+    assert err.value.local
+
+
+def test_read_tree_file_refuses_a_device(tmp_path):
+    tree = upstream_tree(tmp_path)
+    try:
+        os.mknod(tree / "a" / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device node needs CAP_MKNOD")
+    with pytest.raises(fsutil.TreeFileError, match="^a/null is a character device, not a regular file$"):
+        fsutil.read_tree_file(tree, "a/null")
+
+
+def test_read_tree_file_refuses_a_directory_and_a_file_used_as_one(tmp_path):
+    tree = upstream_tree(tmp_path)
+    with pytest.raises(fsutil.TreeFileError, match="^a/b is a directory, not a regular file$"):
+        fsutil.read_tree_file(tree, "a/b")
+    with pytest.raises(fsutil.TreeFileError, match="^a/b/f.txt/x has a/b/f.txt, which is a regular file, not a dir"):
+        fsutil.read_tree_file(tree, "a/b/f.txt/x")
+
+
+@pytest.mark.parametrize("rel", ["/etc/passwd", "../host", "a/../../host", "", "a/b/f.txt\0"])
+def test_read_tree_file_refuses_a_path_that_is_not_plain(tmp_path, rel):
+    with pytest.raises(fsutil.TreeFileError, match="is not a plain relative path"):
+        fsutil.read_tree_file(upstream_tree(tmp_path), rel)
+
+
+def test_read_tree_file_refuses_a_file_over_the_size_before_reading_it(tmp_path, monkeypatch):
+    tree = upstream_tree(tmp_path)
+    (tree / "big").write_bytes(b"x" * 101)
+    monkeypatch.setattr(os, "read", lambda *a: pytest.fail("read before the size was checked"))
+    with pytest.raises(fsutil.TreeFileError, match="^big has 101 bytes, more than the 100 an upstream file may have$"):
+        fsutil.read_tree_file(tree, "big", 100)
+    monkeypatch.undo()
+    assert fsutil.read_tree_file(tree, "big", 101) == b"x" * 101
+    assert fsutil.MAX_UPSTREAM_FILE >= 8 * 1024 * 1024       # AVF's ttyd patch is ~2.4 MB
+
+
+def test_read_tree_file_as_text_refuses_what_is_not_utf8(tmp_path):
+    tree = upstream_tree(tmp_path)
+    (tree / "unit").write_bytes(b"[Unit]\n\xe9t\xe9\n")
+    assert fsutil.read_tree_file(tree, "unit") == b"[Unit]\n\xe9t\xe9\n"
+    with pytest.raises(fsutil.TreeFileError, match=r"^unit is not UTF-8 text \(byte 0xe9 at offset 7\)$"):
+        fsutil.read_tree_file(tree, "unit", text=True)

@@ -410,9 +410,11 @@ class _Checker:
         return me
 
     def _manifest(self, crate: Path, label: str) -> dict | None:
+        from ..fsutil import read_tree_file      # the reader of upstream trees: no link is followed
         try:
-            return tomllib.loads((crate / "Cargo.toml").read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            rel = (crate / "Cargo.toml").relative_to(self.root).as_posix()
+            return tomllib.loads(read_tree_file(self.root, rel, text=True))
+        except (OSError, ValueError) as exc:      # fsutil.TreeFileError, tomllib.TOMLDecodeError
             self.reasons.append(f"{label}: Cargo.toml cannot be read: {exc}")
             return None
 

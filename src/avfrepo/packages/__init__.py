@@ -176,6 +176,21 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def tree_file(tree: Path, rel: str, at: str, *, text: bool = False) -> bytes | str:
+    """File `rel` of an upstream checkout (ctx.trees[...]), read by fsutil.read_tree_file, the
+    one reader of upstream trees: a symbolic link anywhere on the path, a directory, an
+    over-size file or (text=True) one that is not UTF-8 is a RenderProblem naming the path;
+    a FIFO, device or socket (git never checks one out: something on this machine put it in the
+    cache) a ToolProblem, tried again next sync. `at` says which upstream and version ("AVF
+    android-16.0.0_r3"). A missing file is FileNotFoundError, for the caller to word."""
+    from ..fsutil import TreeFileError, read_tree_file
+    try:
+        return read_tree_file(tree, rel, text=text)
+    except TreeFileError as exc:
+        problem = ToolProblem if exc.local else RenderProblem
+        raise problem(f"{at}: {exc}; refused") from None
+
+
 def registry() -> dict[str, ModuleType]:
     from . import avf_base, avf_config, avf_keyring, guest_agents, linux_avf, systemd_avf, ttyd_avf
     # the packages others depend on come first (linux-avf before the agents that need its

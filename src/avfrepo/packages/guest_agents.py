@@ -49,7 +49,8 @@ from ..config import AVF_URL
 from ..errors import ToolError
 from ..formats import cargo as cargo_format
 from ..run import run
-from . import Context, RenderProblem, Rendered, SourceFile, ToolProblem, UnsafeValue, plain_name, sha256, template
+from . import (Context, RenderProblem, Rendered, SourceFile, ToolProblem, UnsafeValue, plain_name, sha256, template,
+               tree_file)
 
 if TYPE_CHECKING:
     from ..checkout import Snapshot
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
 NAME = "avf-guest-agents"
 UPSTREAMS = ("avf",)
 READS_AVAILABLE = True      # ctx.available: the other packages' names (sync shows it only to modules that say so)
+
 UNIT = "debian/service"
 # Android 15's units: FAI class files of the Debian image, .../<unit>.service/<CLASS> (read
 # from the tree listing only)
@@ -162,12 +164,14 @@ def find_agents(listing: list[str], version: str) -> list[str]:
     return [d for d, unit in agent_units(listing, version).items() if unit == f"guest/{d}/{UNIT}"]
 
 
-def spawned_crates(tree: Path, agent: str, crates: set[str]) -> tuple[str, ...]:
-    """Crates of guest/ (with a Cargo.toml) that the agent's sources start by name."""
+def spawned_crates(tree: Path, agent: str, crates: set[str], version: str = "") -> tuple[str, ...]:
+    """Crates of guest/ (with a Cargo.toml) that the agent's sources start by name (a linked
+    .rs file is not read)."""
     found = set()
     for f in sorted((tree / "guest" / agent).rglob("*.rs")):
         if f.is_file() and not f.is_symlink():
-            found |= {m for m in _SPAWN.findall(f.read_text(errors="replace")) if m in crates and m != agent}
+            text = tree_file(tree, f.relative_to(tree).as_posix(), f"AVF {version}").decode(errors="replace")
+            found |= {m for m in _SPAWN.findall(text) if m in crates and m != agent}
     return tuple(sorted(found))
 
 
@@ -187,7 +191,7 @@ def check_agent_set(listing: list[str], tree: Path, version: str) -> Agents:
     dirs = guest_dirs(listing)
     units = agent_units(listing, version)
     crates = {d for d, files in dirs.items() if "Cargo.toml" in files}
-    companions = {a: spawned_crates(tree, a, crates) for a in units if a in crates}
+    companions = {a: spawned_crates(tree, a, crates, version) for a in units if a in crates}
     found = Agents(tuple(units), {a: c for a, c in companions.items() if c})
     present = set(found.crates)
     known = set(SERVICES)
@@ -228,10 +232,9 @@ def check_agent_set(listing: list[str], tree: Path, version: str) -> Agents:
 # -- what the crates read: computed from their manifests and build scripts -------------------
 
 def _manifest(tree: Path, crate_dir: str, version: str) -> dict:
-    path = tree / crate_dir / "Cargo.toml"
     try:
-        return tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return tomllib.loads(tree_file(tree, f"{crate_dir}/Cargo.toml", f"AVF {version}", text=True))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
         raise RenderProblem(f"{crate_dir}/Cargo.toml at {version} cannot be read: {exc}") from None
 
 
@@ -270,11 +273,12 @@ def path_dependencies(tree: Path, crate_dir: str, version: str) -> list[str]:
 
 def proto_dirs(tree: Path, crate_dir: str, version: str) -> list[str]:
     """Directories of the .proto files named in the crate's build.rs (tonic_build compiles them)."""
-    build_rs = tree / crate_dir / "build.rs"
-    if not build_rs.is_file() or build_rs.is_symlink():
+    try:
+        build_rs = tree_file(tree, f"{crate_dir}/build.rs", f"AVF {version}").decode(errors="replace")
+    except FileNotFoundError:
         return []
     found = set()
-    for literal in _STRING.findall(build_rs.read_text(errors="replace")):
+    for literal in _STRING.findall(build_rs):
         if literal.endswith(".proto"):
             found.add(posixpath.dirname(_inside(crate_dir, literal, "proto file", version)))
     return sorted(found)
@@ -303,8 +307,10 @@ def agent_paths(snap: Snapshot) -> list[str]:
         snap.want(more + deps)
         for dep in deps:
             if dep not in seen:
-                if not (tree / dep / "Cargo.toml").is_file():
-                    raise RenderProblem(f"{crate}: path dependency {dep} at {snap.tag} has no Cargo.toml")
+                try:
+                    tree_file(tree, f"{dep}/Cargo.toml", f"AVF {snap.tag}")
+                except FileNotFoundError:
+                    raise RenderProblem(f"{crate}: path dependency {dep} at {snap.tag} has no Cargo.toml") from None
                 seen.add(dep)
                 todo.append(dep)
         seen.update(more)
@@ -359,6 +365,12 @@ def adapt_unit(text: str) -> tuple[str, list[str]]:
 def lock_name(service: str) -> str:
     """The Cargo.lock of guest/<service>, as committed next to the PKGBUILD."""
     return f"{service}.Cargo.lock"
+
+
+def kept_inputs(config, rel: str) -> bool:
+    """Files of pkgbuilds/avf-guest-agents/ the render reads back: the kept Cargo.lock files
+    (one a maintainer updates stays while it fits): inputs, not hand edits, for sync."""
+    return "/" not in rel and rel.endswith(".Cargo.lock")
 
 
 def generate_locks(ctx: Context, tree: Path, version: str, crates=tuple(SERVICES)) -> dict[str, bytes]:
@@ -458,13 +470,13 @@ def make_patch(tree: Path, rule: PatchRule, version: str) -> tuple[bytes, list[s
     for f in sorted(crate.rglob("*")):
         if f.is_symlink() or not f.is_file():     # e.g. rustfmt.toml links out of the repository
             continue
+        rel = f.relative_to(tree).as_posix()
         try:
-            text = f.read_text()
+            text = tree_file(tree, rel, f"AVF {version}").decode()
         except UnicodeDecodeError:
             continue
         if rule.old not in text:
             continue
-        rel = f.relative_to(tree).as_posix()
         diffs.append(unified_diff(rel, text, text.replace(rule.old, rule.new)))
         touched.append(rel)
     if not diffs:
@@ -539,7 +551,7 @@ def render(ctx: Context) -> Rendered:
         unit = preset = None
         install = None
         if crate in found.agents:
-            adapted, changes = adapt_unit((tree / "guest" / crate / UNIT).read_text())
+            adapted, changes = adapt_unit(tree_file(tree, f"guest/{crate}/{UNIT}", f"AVF {version}", text=True))
             unit, preset, install = f"{crate}.service", f"80-{pkgname(crate)}.preset", f"{pkgname(crate)}.install"
             files[unit] = adapted.encode()
             files[preset] = template("avf-guest-agents/agent.preset", unit=unit, pkgname=pkgname(crate))

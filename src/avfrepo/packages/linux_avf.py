@@ -43,7 +43,7 @@ from ..config import ALARM_PKGBUILDS, CarriedPatch
 from ..downloads import cached, file_sha256
 from ..errors import AvfrepoError, UpstreamError
 from ..run import run
-from . import Context, Rendered, RenderProblem, SourceFile, ToolProblem, sha256, template
+from . import Context, Rendered, RenderProblem, SourceFile, ToolProblem, sha256, template, tree_file
 
 NAME = "linux-avf"
 UPSTREAMS = ("kernel", "avf", ALARM_PKGBUILDS)
@@ -51,6 +51,12 @@ ALARM_DIR = "core/linux-aarch64"
 CONFIGS = ("config.alarm", "avf.config", "avfrepo.config")     # merged in this order
 KERNEL_DIR = "build/debian/kernel"
 TREES = {"avf": (KERNEL_DIR,)}
+
+
+def kept_inputs(config, rel: str) -> bool:
+    """Files of pkgbuilds/linux-avf/ the render reads back: the carried patches a maintainer
+    committed there (sync's check for hand edits leaves them alone)."""
+    return rel in {c.file for c in config.carry.get(NAME, ())}
 
 _SYMBOL = re.compile(r"^(?:(CONFIG_[A-Za-z0-9_]+)=.*|# (CONFIG_[A-Za-z0-9_]+) is not set)$")
 _TARBALL = re.compile(r"^(?P<src>.+?)\.tar(?:\.(?:xz|gz|bz2|zst))?$")
@@ -113,12 +119,13 @@ def olddefconfig(tree: Path, configs: dict[str, bytes], out: Path, *, arch: str 
 
 # --- series and patches -------------------------------------------------------------------
 
-def read_series(tree: Path) -> list[str]:
+def read_series(tree: Path, at: str = "AVF") -> list[str]:
     """The patch paths of patches/series (relative to patches/), in order. Quilt syntax:
-    `#` comments, blank lines, an optional `-p1` after the name (other options: error)."""
-    series = tree / KERNEL_DIR / "patches/series"
+    `#` comments, blank lines, an optional `-p1` after the name (other options: error).
+    FileNotFoundError when the tree has no series."""
+    series = tree_file(tree, f"{KERNEL_DIR}/patches/series", at, text=True)
     entries = []
-    for n, raw in enumerate(series.read_text().splitlines(), 1):
+    for n, raw in enumerate(series.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
@@ -331,30 +338,35 @@ def alarm_config(ctx: Context) -> tuple[bytes, alarm_pkgbuilds.Revision, str]:
 
 def render(ctx: Context) -> Rendered:
     kernel, avf = ctx.releases["kernel"], ctx.releases["avf"]
-    kdir = ctx.trees["avf"] / KERNEL_DIR
-    series_file = kdir / "patches/series"
-    fragment_file = kdir / "config"
-    if not series_file.is_file() or not fragment_file.is_file():
-        missing = [str(p.relative_to(ctx.trees["avf"])) for p in (series_file, fragment_file) if not p.is_file()]
+    tree, at = ctx.trees["avf"], f"AVF {avf.version}"
+    try:
+        entries: list[str] | None = read_series(tree, at)
+    except FileNotFoundError:
+        entries = None
+    try:
+        fragment: str | None = tree_file(tree, f"{KERNEL_DIR}/config", at, text=True)
+    except FileNotFoundError:
+        fragment = None
+    if entries is None or fragment is None:
+        missing = [rel for rel, got in ((f"{KERNEL_DIR}/patches/series", entries), (f"{KERNEL_DIR}/config", fragment))
+                   if got is None]
         raise RenderProblem(f"AVF {avf.version} has no {', '.join(missing)}: the kernel packaging moved")
-
-    entries = read_series(ctx.trees["avf"])
     if not entries:
         raise RenderProblem(f"AVF {avf.version}: {KERNEL_DIR}/patches/series lists no patch")
     patches: dict[str, bytes] = {}
     names: set[str] = set()
     for entry in entries:
-        f = kdir / "patches" / entry
-        if not f.is_file():
+        try:
+            data = tree_file(tree, f"{KERNEL_DIR}/patches/{entry}", at)
+        except FileNotFoundError:
             raise RenderProblem(f"AVF {avf.version}: {KERNEL_DIR}/patches/series lists {entry}, "
-                                f"but {KERNEL_DIR}/patches/{entry} does not exist (kernel {kernel.version})")
+                                f"but {KERNEL_DIR}/patches/{entry} does not exist (kernel {kernel.version})") from None
         if source_name(entry) in names:
             raise RenderProblem(f"AVF {avf.version}: two series entries map to {source_name(entry)}")
         names.add(source_name(entry))
-        patches[entry] = f.read_bytes()
+        patches[entry] = data
     steps = carried_steps(ctx, entries, patches)
 
-    fragment = fragment_file.read_text()
     try:
         parse_fragment(fragment, f"{KERNEL_DIR}/config")
     except ValueError as exc:

@@ -54,7 +54,7 @@ from ..config import ALARM_PKGBUILDS
 from ..errors import UpstreamError
 from ..formats import pkgbuild as pkgb
 from ..run import run
-from . import PKGREL_TOKEN, PKGVER_TOKEN, Context, Rendered, RenderProblem, ToolProblem, template
+from . import PKGREL_TOKEN, PKGVER_TOKEN, Context, Rendered, RenderProblem, ToolProblem, template, tree_file
 
 NAME = "systemd-avf"
 UPSTREAMS = ("systemd", ALARM_PKGBUILDS)
@@ -120,11 +120,11 @@ def unified_diff(old: str, new: str, path: str) -> str:
 
 def esp_patch(tree: Path, version: str) -> bytes:
     """The generated ESP patch for the checked-out systemd `version`, dry-run against it."""
-    src = tree / ESP_FILE
     where = f"{ESP_PATCH} for {ESP_FILE} of systemd {version}"
-    if not src.is_file():
-        raise RenderProblem(f"cannot make {where}: the file does not exist any more")
-    old = src.read_text()
+    try:
+        old = tree_file(tree, ESP_FILE, f"systemd {version}", text=True)
+    except FileNotFoundError:
+        raise RenderProblem(f"cannot make {where}: the file does not exist any more") from None
     new, problems = relax_esp_checks(old)
     if problems:
         raise RenderProblem(f"cannot make {where}: the rule no longer matches ({'; '.join(problems)}); "
@@ -183,8 +183,10 @@ def relax_env_in(text: str) -> bool:
 
 def relax_env_supported(tree: Path) -> bool:
     """Whether the checked-out systemd's find-esp.c names SYSTEMD_RELAX_ESP_CHECKS in its code."""
-    src = tree / ESP_FILE
-    return src.is_file() and relax_env_in(src.read_text(errors="replace"))
+    try:
+        return relax_env_in(tree_file(tree, ESP_FILE, "systemd").decode(errors="replace"))
+    except FileNotFoundError:
+        return False
 
 
 RELAX_DROPINS = {   # file in the image -> template: where bootctl and systemd-boot-update run

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from ..run import run
-from . import Context, Rendered, SourceFile, sha256, template, template_bytes
+from . import Context, Rendered, SourceFile, sha256, template, template_bytes, tree_file
 
 NAME = "ttyd-avf"
 UPSTREAMS = ("ttyd", "avf")
@@ -46,10 +46,13 @@ def render(ctx: Context) -> Rendered:
     notes: list[str] = []
     files: dict[str, bytes] = {}
     sources: list[SourceFile] = []
-    patch_file = ctx.trees["avf"] / "build/debian/ttyd" / PATCH
-    if not patch_file.is_file():
+    try:
+        patch: bytes | None = tree_file(ctx.trees["avf"], f"build/debian/ttyd/{PATCH}", f"AVF {avf.version}")
+    except FileNotFoundError:
+        patch = None
+    if patch is None:
         notes.append(f"AVF {avf.version} has no build/debian/ttyd/{PATCH}")
-    elif (why := _carry(PATCH, patch_file.read_bytes(), ctx.trees["ttyd"], files, sources)) is not None:
+    elif (why := _carry(PATCH, patch, ctx.trees["ttyd"], files, sources)) is not None:
         notes.append(f"{PATCH} from AVF {avf.version} does not apply to ttyd {ttyd.version}: left out" + why)
     why = _carry(OWN_PATCH, template_bytes(f"ttyd-avf/{OWN_PATCH}"), ctx.trees["ttyd"], files, sources)
     if why is not None:
