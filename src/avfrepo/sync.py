@@ -78,9 +78,18 @@ class SyncReport:
         return [p for p in self.packages if p.action in ("new", "bump", "restored")]
 
     def to_json(self) -> dict:
+        # "unreachable": the upstreams that could not be asked (an outage: the next sync retries);
+        # "refusals": every problem that is not one of those (a verdict a maintainer must read).
+        # `refused` stays true for both; scripts tell them apart with these two keys.
+        unreachable = {n: i["error"] for n, i in self.upstreams.items() if "error" in i}
+        outage = set(unreachable.values())
+        refusals = [x for x in self.problems if x not in outage]
+        refusals += [f"{p.name}: {x}" for p in self.packages for x in p.problems
+                     if x not in outage and x not in self.problems]
         return {"dry_run": self.dry_run, "written": self.written, "upstreams": self.upstreams,
                 "packages": [p.to_json() for p in self.packages], "problems": self.problems,
-                "skipped": self.skipped, "refused": self.refused, "error": self.error}
+                "skipped": self.skipped, "refused": self.refused, "error": self.error,
+                "unreachable": unreachable, "refusals": refusals}
 
 
 def _decide(r: PackageReport, rendered: packages.Rendered, prev: state_mod.PackageState | None,
