@@ -12,11 +12,12 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import IO, Callable, Mapping, Sequence, TypeVar
 
 from .errors import ToolError
 
 log = logging.getLogger("avfrepo.run")
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 600.0
 
@@ -120,6 +121,39 @@ def run_bounded(argv: Sequence[str | os.PathLike[str]], *, limit: int, timeout: 
             err.seek(0)
             raise ToolError(tool, args, rc, err.read().decode("utf-8", "replace"), hint)
     return bytes(out)
+
+
+def stream(argv: Sequence[str | os.PathLike[str]], consume: Callable[[IO[bytes]], T], *,
+           timeout: float = DEFAULT_TIMEOUT, hint: str = "") -> T:
+    """Run argv and hand its stdout, as a pipe, to consume(); return what consume returns.
+    The tool failing (or not finishing within timeout after consume returned) is a ToolError;
+    an exception in consume kills the tool and goes on up."""
+    import tempfile
+    args = [os.fspath(a) for a in argv]
+    tool = Path(args[0]).name
+    log.debug("run %s (streamed)", " ".join(args))
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
+        except FileNotFoundError as exc:
+            raise ToolError(tool, args, 127, str(exc), hint or f"{tool} is not installed") from exc
+        assert proc.stdout is not None
+        try:
+            result = consume(proc.stdout)
+            while proc.stdout.read(1 << 16):      # what consume left unread
+                pass
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ToolError(tool, args, None, f"no answer within {timeout} s", hint) from None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        if rc != 0:
+            err.seek(0)
+            raise ToolError(tool, args, rc, err.read().decode("utf-8", "replace"), hint)
+    return result
 
 
 def _tail(path: Path, lines: int = 30) -> str:
