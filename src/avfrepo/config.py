@@ -178,6 +178,10 @@ class BuildConfig:
     chroot: Path
     packager: str
     jobs: int = 1                 # packages built at the same time (`avfrepo build --jobs N`)
+    # makepkg on a host whose CPU is not [repo] arch produces that arch's code (a cross
+    # toolchain, or PKGBUILDs that only package prebuilt files): without it such builds are
+    # refused (backends.MakepkgBackend.preflight); the ELF check of every package still runs
+    makepkg_cross: bool = False
 
 
 @dataclass(frozen=True)
@@ -449,7 +453,10 @@ def parse(data: dict[str, Any], file: Path | None, root: Path) -> Config:
         chroot=_path(b.get("chroot", str, "/var/lib/avfrepo/chroot"), root),
         packager=b.get("packager", str, "avfrepo <avfrepo@example.invalid>"),
         jobs=b.get("jobs", int, 1),
+        makepkg_cross=b.get("makepkg_cross", bool, False),
     )
+    if not isinstance(build.makepkg_cross, bool):
+        raise b._err("makepkg_cross", f"must be true or false, got {build.makepkg_cross!r}")
     if isinstance(build.jobs, bool) or not isinstance(build.jobs, int) or not 1 <= build.jobs <= 64:
         raise b._err("jobs", f"must be a whole number from 1 to 64, got {build.jobs!r}")
     b.finish()

@@ -18,7 +18,7 @@ from ..conftest import copy_workdir, require_build_user, require_tools, shared
 
 def write_pkg(cfg, name: str, version: str = "1.0", rel: int | str = 1, depends: tuple[str, ...] = (),
               body: str = 'echo "$pkgname" > "$pkgdir/usr/share/$pkgname.txt"', fail: bool = False,
-              provides: tuple[str, ...] = ()) -> None:
+              provides: tuple[str, ...] = (), arch: str = "any") -> None:
     deps = " ".join(f"'{d}'" for d in depends)
     provs = " ".join(f"'{p}'" for p in provides)
     pkgbuild = textwrap.dedent(f"""\
@@ -26,7 +26,7 @@ def write_pkg(cfg, name: str, version: str = "1.0", rel: int | str = 1, depends:
         pkgver={version}
         pkgrel={rel}
         pkgdesc="synthetic test package {name}"
-        arch=(any)
+        arch=({arch})
         license=(MIT)
         depends=({deps})
         provides=({provs})

@@ -9,6 +9,13 @@ published at the end in one transaction, so nothing of a failed package reaches 
 Every package is built with SOURCE_DATE_EPOCH set (provenance.source_date_epoch) and gets a
 signed provenance record beside it (provenance.py), published with it.
 
+Before anything is built, a run is refused (nothing built, nothing published) when its
+backend cannot make the planned packages' code on this host (backend.preflight: makepkg on an
+x86_64 host for arch=(aarch64) packages), and, when the run publishes, when [avf] would miss a
+package it depends on afterwards (plan.Planner.unmet: `build --only avf-base` while its agents
+are neither in [avf] nor in the run). Each artifact's ELF objects must be for its arch
+(check_artifact).
+
 `unsigned_to` splits building from signing (CI: build jobs never see the key): the run needs
 no key, checks each artifact, writes it and its unsigned provenance record into that folder
 and publishes nothing; the job holding the key checks them against the build plan, signs and
@@ -102,6 +109,9 @@ def check_artifact(cfg: Config, item: PlannedBuild, pkg: Path, repo: dict | None
     expected = f"{info.pkgname}-{info.pkgver}-{info.arch}.pkg.tar"
     if not pkg.name.startswith(expected):
         raise AvfrepoError(f"{pkg.name}: file name does not match its .PKGINFO ({expected}.*)")
+    wrong = pkginfo.arch_refusal(pkg, info)
+    if wrong:
+        raise AvfrepoError(wrong)
     current = (published(cfg) if repo is None else repo).get(info.pkgname)
     if current is not None and vercmp(info.pkgver, current.version) < 0:
         raise AvfrepoError(f"{pkg.name}: would downgrade [{cfg.repo.name}] from {current.version}")
@@ -112,6 +122,24 @@ def check_signature(public: bytes, fingerprint: str, pkg: Path) -> None:
     sig = signing.verify_detached(public, Path(str(pkg) + ".sig"), pkg, fingerprint)
     if not sig.ok:
         raise AvfrepoError(f"{pkg.name}: signature check failed after signing: {sig.reason}")
+
+
+def refuse_unmet(cfg: Config, planner, ordered: list[PlannedBuild], only: list[str] | None) -> None:
+    """AvfrepoError, before anything is built, when [avf] after this run would hold a package
+    whose dependency on one of [avf]'s own names nothing in it satisfies."""
+    problems, own = planner.unmet(ordered)
+    if not problems:
+        return
+    from ..repo import closure
+    makers = closure.makers(problems, own)
+    repo = cfg.repo.name
+    hint = (f"`avfrepo build --only {' '.join(dict.fromkeys([*only, *makers]))}`" if only is not None
+            else f"`avfrepo build {' '.join(makers)}`")
+    raise AvfrepoError(
+        f"refused before building anything: [{repo}] would not be installable after this run: "
+        f"{'; '.join(map(str, problems))}. [{repo}]'s own packages make these ({', '.join(makers)}: pkgbuilds/), "
+        f"and neither [{repo}] nor this run has them (pacman: unable to satisfy dependency): build them in the "
+        f"same run ({hint})")
 
 
 def _closure(items: dict[str, PlannedBuild], base: str) -> list[str]:
@@ -156,6 +184,9 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
         return report
 
     backend = backend or backend_for(cfg)
+    backend.preflight(ordered)                       # e.g. makepkg on x86_64 for aarch64: refused here
+    if sign:
+        refuse_unmet(cfg, planner, ordered, only)
     public = signing.export_public(cfg.signing, key.fingerprint, armor=False) if sign else b""
     state = state_mod.load(cfg.state_file)           # upstreams and inputs for the provenance records
     provenance.tool_versions()                       # asked once, before the workers start

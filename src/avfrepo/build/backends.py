@@ -5,6 +5,12 @@
   worker N of `--jobs` builds in its own working copy CHROOT/avfrepo-N of CHROOT/root.
 - makepkg (hosts without devtools, e.g. Debian): plain makepkg as the unprivileged build
   user in a private copy, `--nodeps` since the host's pacman db knows no Arch packages.
+  makepkg compiles with the host's toolchain: on a host whose CPU is not [repo] arch
+  (aarch64) it would make x86-64 code labelled aarch64. preflight() refuses such a run before
+  anything is built, for every package of the plan that is not arch=any, naming what can
+  build it; `[build] makepkg_cross = true` says this host's makepkg does produce aarch64 code
+  (a cross toolchain, or PKGBUILDs that only package prebuilt aarch64 files). Every built
+  package's ELF objects are checked against its arch all the same (build.check_artifact).
 
 Both build from a private copy of the PKGBUILD directory; a subrelease rebuild (pkgrel 1.1)
 rewrites the pkgrel line of that copy only, never pkgbuilds/. `env` (SOURCE_DATE_EPOCH) is
@@ -21,15 +27,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import platform
 import re
 import shutil
 import stat
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from .. import makepkg as mk
 from ..config import Config
-from ..errors import AvfrepoError
+from ..errors import AvfrepoError, ConfigError
 from ..run import run as default_runner
 
 
@@ -98,11 +105,52 @@ def stable_workdir(cfg: Config, name: str) -> Iterator[Path]:
         os.close(fd)
 
 
+def host_machine() -> str:
+    """This host's CPU as pacman names it (`uname -m`; arm64 is aarch64)."""
+    m = platform.machine()
+    return {"arm64": "aarch64", "amd64": "x86_64"}.get(m, m)
+
+
+def machine_code_packages(items: Iterable) -> dict[str, list[str]]:
+    """pkgbase -> its package names that are not arch=any (planned items: .SRCINFO arch per
+    split package, as makepkg resolves it)."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        names = [n for n in item.info.pkgnames if item.info.get("arch", n) != ["any"]]
+        if names:
+            out[item.pkgbase] = names
+    return out
+
+
 class MakepkgBackend:
     name = "makepkg"
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, machine: str | None = None):
         self.cfg = cfg
+        self.machine = machine or host_machine()
+
+    def preflight(self, items: Iterable) -> None:
+        """Before anything is built: ConfigError when a planned package is not arch=any and
+        this host's CPU is not [repo] arch (makepkg would compile host code and label it
+        aarch64), unless [build] makepkg_cross says the host makes that code."""
+        arch = self.cfg.repo.arch
+        if self.machine == arch or arch == "any" or self.cfg.build.makepkg_cross:
+            return
+        native = machine_code_packages(items)
+        if not native:
+            return
+        where = self.cfg.file or "avfrepo.toml"
+        raise ConfigError(
+            f"the makepkg backend cannot build {', '.join(native)} (arch={arch}) on this {self.machine} host: "
+            f"makepkg compiles with the host's toolchain, which makes {self.machine} code, and would label it "
+            f"{arch}. Nothing was built. {arch} packages are built by:\n"
+            f"  - the makechrootpkg backend on an Arch Linux x86_64 host with qemu-user-static-binfmt "
+            f"(scripts/setup-arch.sh; [build] backend = \"makechrootpkg\", then `avfrepo chroot init`), or\n"
+            f"  - the makepkg backend on a native {arch} host or runner (GitHub's ubuntu-24.04-arm in an "
+            f"Arch Linux ARM container: .github/workflows/build-one.yml).\n"
+            f"If this host's makepkg does make {arch} code (a cross toolchain in its makepkg.conf, or PKGBUILDs "
+            f"that only package prebuilt {arch} files), set [build] makepkg_cross = true in {where}: every "
+            f"package's ELF objects are still checked against its arch.")
 
     def build(self, pkgdir: Path, deps: list[Path], log: Path, dest: Path, *, worker: int = 1,
               pkgrel: str | None = None, env: dict[str, str] | None = None) -> list[Path]:
@@ -132,6 +180,10 @@ class MakechrootpkgBackend:
     def __init__(self, cfg: Config, runner: Callable[..., object] = default_runner):
         self.cfg = cfg
         self.runner = runner
+
+    def preflight(self, items: Iterable) -> None:
+        """Nothing to refuse up front: the chroot is an aarch64 root (qemu-user on x86_64,
+        checked by `avfrepo chroot init`), so its compilers make aarch64 code."""
 
     def command(self, deps: list[Path], worker: int | None = None) -> list[str]:
         argv = ["makechrootpkg", "-c", "-r", str(self.cfg.build.chroot)]

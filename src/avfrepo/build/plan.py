@@ -36,6 +36,7 @@ from ..config import Config
 from ..errors import AvfrepoError, ConfigError
 from ..formats import srcinfo
 from ..formats.repodb import DbEntry, read_db
+from ..repo import closure
 from ..versions import vercmp
 
 SONAME = re.compile(r"^lib[^=<>]*\.so(\.[^=<>]*)?$")
@@ -202,6 +203,17 @@ class Planner:
         info = self.infos[base][1]
         return (bool(failed) and not self.holds(base, failed)
                 and vercmp(_upstream_part(failed), _upstream_part(info.version)) <= 0)
+
+    def unmet(self, items: list[PlannedBuild]) -> tuple[list[closure.Unmet], dict[str, str]]:
+        """What [avf] would miss once `items` are built and published over what it holds: the
+        packages with a dependency on one of [avf]'s own names (closure.py) nothing satisfies;
+        and those own names (name -> pkgbase)."""
+        own = closure.own_names(info for _, info in self.infos.values())
+        after = {n: closure.from_db(e) for n, e in self.repo.items()}
+        for item in items:
+            for name in item.info.pkgnames:
+                after[name] = closure.from_srcinfo(item.info, name, item.version)
+        return closure.unmet(after.values(), own), own
 
     def set_build_version(self, item: PlannedBuild) -> None:
         """A rebuild of a version [avf] already holds gets the next subrelease."""

@@ -26,7 +26,7 @@ from ..fsutil import sha256_file
 from ..repo.publish import current_entries
 from ..run import run
 from .backends import backend_for
-from .plan import load_srcinfos
+from .plan import PlannedBuild, load_srcinfos
 
 MEMBERS = (".PKGINFO", ".BUILDINFO", ".MTREE")
 MAX_LINES = 40
@@ -161,6 +161,7 @@ def reproduce(cfg: Config, name: str, *, backend=None,
     sde = sdes.pop()
 
     backend = backend or backend_for(cfg)
+    backend.preflight([PlannedBuild(base, version, pkgdir, info)])     # a rebuild of host code proves nothing
     scratch = cfg.cache / "reproduce" / base
     log = cfg.logs / base / f"{version}.reproduce.log"
     report = ReproduceReport(base, version, sde, backend.name, str(scratch), str(log))

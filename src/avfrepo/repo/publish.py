@@ -4,8 +4,11 @@
    probe with the key (a revoked, expired or unusable key stops here);
 2. validate every incoming package before anything moves: regular files only, signature by
    the repository key, name/version/arch by Arch's rules, file name exactly
-   <name>-<version>-<arch>.pkg.tar.<ext>, arch, no downgrade, no version published before
+   <name>-<version>-<arch>.pkg.tar.<ext>, arch, every ELF object in it for that arch's machine
+   (none in an `any` package: formats/elf.py), no downgrade, no version published before
    (ledger.json) with other bytes, a provenance record (if any) regular, signed, naming it;
+   then the new set as a whole: every dependency on a name [avf]'s own packages provide is
+   met inside it (closure.py: `avf-base` without the agents it depends on is refused);
 3. copy packages and signatures into the pool (temporary name, then rename);
 4. build the next snapshot in a temporary directory: the current db and files db copied,
    `repo-add -s -v` (or `repo-remove`) run there, hard links to the pool files the new db
@@ -52,7 +55,7 @@ from ..fsutil import atomic_write, link_or_copy, sha256_file
 from ..run import run
 from ..signing import Key
 from ..versions import vercmp
-from . import layout
+from . import closure, layout
 from . import ledger as ledger_mod
 from .lock import repo_lock
 
@@ -83,6 +86,9 @@ def repo_add_flags(version: tuple[int, ...] | None = None) -> list[str]:
     return ["--include-sigs"] if (version or repo_add_version()) >= (7,) else []
 
 
+RELATIONS = ("DEPENDS", "PROVIDES", "CONFLICTS")      # the db fields the index keeps (closure.py)
+
+
 def _index_path(cfg: Config, db_sha256: str) -> Path:
     return cfg.cache / "db-index" / f"{db_sha256}.json"
 
@@ -108,7 +114,8 @@ def current_entries(cfg: Config) -> dict[str, DbEntry]:
     index = _index_path(cfg, sha256_file(cfg.repo.db))
     try:
         rows = json.loads(index.read_text())
-        return {r["name"]: DbEntry(r["name"], r["version"], r["filename"], r["arch"], r["csize"], r["sha256"], None)
+        return {r["name"]: DbEntry(r["name"], r["version"], r["filename"], r["arch"], r["csize"], r["sha256"], None,
+                                   {k: list(v) for k, v in r["relations"].items()})
                 for r in rows}
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -120,7 +127,8 @@ def current_entries(cfg: Config) -> dict[str, DbEntry]:
 
 def _write_index(cfg: Config, entries: dict[str, DbEntry]) -> None:
     rows = [{"name": e.name, "version": e.version, "filename": e.filename, "arch": e.arch,
-             "csize": e.csize, "sha256": e.sha256} for e in entries.values()]
+             "csize": e.csize, "sha256": e.sha256,
+             "relations": {k: e.fields[k] for k in RELATIONS if e.fields.get(k)}} for e in entries.values()]
     index = _index_path(cfg, sha256_file(cfg.repo.db))
     for old in index.parent.glob("*.json") if index.parent.is_dir() else []:
         old.unlink(missing_ok=True)
@@ -175,6 +183,9 @@ def validate(cfg: Config, key: str, public: bytes, pkg: Path, current: dict[str,
         raise PublishRefused(f"{pkg.name}: {exc}") from None
     if info.arch not in (cfg.repo.arch, "any"):
         raise PublishRefused(f"{pkg.name}: arch {info.arch} does not belong in [{cfg.repo.name}] ({cfg.repo.arch})")
+    wrong = pkginfo.arch_refusal(pkg, info)
+    if wrong:
+        raise PublishRefused(wrong)
     digest = sha256_file(pkg)
     if known is not None:
         was = known.digest(info.pkgname, info.pkgver)
@@ -438,6 +449,26 @@ def _catch_up(cfg: Config, known: ledger_mod.Ledger, current: dict[str, DbEntry]
                 known.record(f.name, f.version, f.filename, sha256_file(p))
 
 
+def check_closure(cfg: Config, listed: dict[str, DbEntry], *, added: set[str] = frozenset(),
+                  removed: set[str] = frozenset()) -> None:
+    """PublishRefused when a package of the new set depends on one of [avf]'s own names
+    (closure.py) that the set does not satisfy, naming the package, what it misses and the
+    pkgbases that make it."""
+    own = closure.own_names_of(cfg)
+    problems = closure.unmet(map(closure.from_db, listed.values()), own)
+    if not problems:
+        return
+    old = sorted(u.package for u in problems if u.package not in added)
+    kept = sorted(removed & {d.name for u in problems for d in u.depends})
+    repo = cfg.repo.name
+    raise PublishRefused(
+        f"[{repo}] would not be installable: {'; '.join(map(str, problems))}. [{repo}]'s own packages make "
+        f"these ({', '.join(closure.makers(problems, own))}: pkgbuilds/) and the new [{repo}] would not hold "
+        f"them (pacman: unable to satisfy dependency): "
+        + (f"keep {', '.join(kept)}" if kept else "publish them with it")
+        + (f", or take {', '.join(old)} out (`avfrepo repo remove`)" if old else ""))
+
+
 def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str] = (),
                 allow_downgrade: bool = False, hold: dict[str, str] | None = None,
                 progress: Callable[[str], None] = lambda s: None) -> list[Incoming]:
@@ -467,6 +498,13 @@ def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str
     if not todo and not remove:
         progress("nothing to publish: every package is already the published one")
         return []
+    # what the new db lists, as repo-add/repo-remove make it: the current set, minus the
+    # removed, with each added package replacing its name's entry
+    listed = {n: e for n, e in current.items() if n not in remove}
+    listed.update({i.info.pkgname: DbEntry(i.info.pkgname, i.info.pkgver, i.path.name, i.info.arch,
+                                           i.path.stat().st_size, i.sha256, None, closure.db_fields(i.info))
+                   for i in todo})
+    check_closure(cfg, listed, added={i.info.pkgname for i in todo}, removed=set(remove))
     pool = layout.pool(cfg)
     pool.mkdir(parents=True, exist_ok=True)
     pooled = []
@@ -478,11 +516,6 @@ def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str
         _copy_into(Path(str(i.path) + ".sig"), pool)
         pooled.append(_copy_into(i.path, pool))
     _fsync_dir(pool)
-    # what the new db lists, as repo-add/repo-remove make it: the current set, minus the
-    # removed, with each added package replacing its name's entry
-    listed = {n: e for n, e in current.items() if n not in remove}
-    listed.update({i.info.pkgname: DbEntry(i.info.pkgname, i.info.pkgver, i.path.name, i.info.arch,
-                                           i.path.stat().st_size, i.sha256, None) for i in todo})
     filenames = sorted(e.filename for e in listed.values())
     snapshot = _build_snapshot(cfg, key, pooled, list(remove), listed, armored, public)
     _switch(cfg, snapshot)
@@ -585,6 +618,9 @@ def check_against_plan(cfg: Config, plan: dict[str, PlannedBase], packages: list
         expected = f"{info.pkgname}-{info.pkgver}-{info.arch}.pkg.tar"
         if not pkg.name.startswith(expected):
             raise PublishRefused(f"{pkg.name}: file name does not match its .PKGINFO ({expected}.*)")
+        wrong = pkginfo.arch_refusal(pkg, info)          # before anything is signed
+        if wrong:
+            raise PublishRefused(wrong)
         if info.pkgname in seen:
             raise PublishRefused(f"{pkg.name}: a second file for {info.pkgname} (also {seen[info.pkgname].name})")
         record = provenance.path_for(pkg)

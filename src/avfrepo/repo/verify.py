@@ -6,8 +6,11 @@ resolve to this snapshot's db files, `<repo>.asc` is the repository key, every s
 a regular file the db accounts for (nothing else, nothing linking out). The lock is held
 shared. Published view (`<repo>/<arch>`): the db and files db are present and signed by the
 repository key; every db entry's package exists with the size and sha256 the db records, its
-.sig verifies with the repository key and equals the db's embedded %PGPSIG%; no package file
-lies there that the db does not list. Pool (the archive): every package has a good signature.
+.sig verifies with the repository key and equals the db's embedded %PGPSIG%; every ELF object
+in it is for the machine of its arch (none in an `any` package: formats/elf.py); no package
+file lies there that the db does not list. Dependencies: every dependency of a listed package
+on a name [avf]'s own packages provide (pkgbuilds/) is met by the listed packages
+(closure.py). Pool (the archive): every package has a good signature.
 Leftovers of an interrupted publish are warnings (the next publish removes them).
 With provenance=True (`verify --provenance`), every listed package also needs its provenance
 record: present, signed by the repository key, and naming the db entry's package, version,
@@ -24,9 +27,10 @@ from pathlib import Path
 from .. import provenance as prov
 from .. import signing
 from ..config import Config
+from ..formats import pkginfo
 from ..formats.repodb import read_db, read_files_db
 from ..errors import AvfrepoError
-from . import layout
+from . import closure, layout
 from . import ledger as ledger_mod
 from .lock import repo_lock
 from ..fsutil import sha256_file
@@ -117,11 +121,14 @@ def _verify(cfg: Config, *, provenance: bool = False) -> VerifyReport:
         if entry.sha256 and sha256_file(pkg) != entry.sha256:
             problems.append("sha256 differs from the db")
         add(Check(entry.filename, not problems, "; ".join(problems) or "size and sha256 match the db"))
+        if not problems:
+            _verify_arch(entry, pkg, add)
         if sig_check(pkg, entry.filename) and entry.pgpsig:
             if base64.b64decode(entry.pgpsig) != Path(str(pkg) + ".sig").read_bytes():
                 add(Check(entry.filename + ".sig", False, "differs from the signature embedded in the db"))
         if provenance:
             _verify_provenance(entry, pkg, sig_check, add)
+    _verify_closure(cfg, entries, add)
     listed_files = {e.filename for e in entries.values()}
     for p in sorted(pub.iterdir()):
         if layout.parse_filename(p.name) and p.name not in listed_files:
@@ -131,6 +138,36 @@ def _verify(cfg: Config, *, provenance: bool = False) -> VerifyReport:
     for p in sorted(layout.snapshots(cfg).glob(".tmp-*")) + sorted(layout.pool(cfg).glob("*.part")):
         add(Check(str(p.relative_to(cfg.repo.path)), False, "left by an interrupted publish", "warning"))
     return rep
+
+
+def _verify_arch(entry, pkg: Path, add) -> None:
+    """The package's files are what its arch says (the db's %ARCH%, which its .PKGINFO gave)."""
+    info = pkginfo.PkgInfo(entry.name, (entry.fields.get("BASE") or [entry.name])[0], entry.version, entry.arch)
+    try:
+        wrong = pkginfo.arch_refusal(pkg, info)
+    except AvfrepoError as exc:             # bsdtar cannot read it
+        wrong = f"{pkg.name}: unreadable: {str(exc).splitlines()[0]}"
+    if wrong:
+        add(Check(entry.filename, False, wrong.removeprefix(f"{pkg.name}: ")))
+
+
+def _verify_closure(cfg: Config, entries: dict, add) -> None:
+    """Every dependency on one of [avf]'s own names is met inside the db (one check per package
+    that misses something, else one that says so)."""
+    try:
+        own = closure.own_names_of(cfg)
+    except AvfrepoError as exc:
+        add(Check(cfg.pkgbuilds.name, False, f"cannot tell [{cfg.repo.name}]'s own package names: {exc}"))
+        return
+    problems = closure.unmet(map(closure.from_db, entries.values()), own)
+    for u in problems:
+        add(Check(entries[u.package].filename, False,
+                  f"{u}: [{cfg.repo.name}]'s own packages make {'these' if len(u.depends) > 1 else 'it'} "
+                  f"({', '.join(closure.makers([u], own))}: pkgbuilds/) and [{cfg.repo.name}] does not hold "
+                  f"{'them' if len(u.depends) > 1 else 'it'} (pacman: unable to satisfy dependency)"))
+    if not problems:
+        add(Check("dependencies", True, f"every dependency on a package [{cfg.repo.name}] makes is in "
+                                        f"[{cfg.repo.name}] ({len(own)} own names, pkgbuilds/)"))
 
 
 def _verify_link(cfg: Config, add) -> bool:
