@@ -300,3 +300,49 @@ def test_verify_against_a_keyring_without_the_key_fails(repo_key, other_home, pa
     stranger_pub = export_public(stranger_cfg, signing_key(stranger_cfg).fingerprint, armor=False)
     check = verify_detached(stranger_pub, sig, payload, key.fingerprint)
     assert not check.ok
+
+
+# --- signing subkeys -------------------------------------------------------------------
+
+def test_a_signing_subkey_added_later_signs_and_verifies_as_the_repository_key(tmp_path, payload):
+    """`gpg --quick-add-key FPR ed25519 sign`: gpg then signs with the subkey (VALIDSIG names the
+    subkey first, the primary last). The key exported for checking must carry the subkey even
+    when an export of the key without it was cached before."""
+    from avfrepo.signing import public_key_files
+    home = tmp_path / "gnupg"
+    gen_key(home, UID)
+    cfg = SigningConfig(None, home)
+    key = signing_key(cfg)
+    cache = tmp_path / "cache"
+    before, _ = public_key_files(cfg, key.fingerprint, cache)      # cached without the subkey
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--passphrase", "", "--quick-add-key",
+                    key.fingerprint, "ed25519", "sign"], check=True, capture_output=True)
+    sig = detach_sign(cfg, key, payload)
+    public, armored = public_key_files(cfg, key.fingerprint, cache)
+    assert public != before
+    ring = tmp_path / "ring.gpg"
+    ring.write_bytes(public)
+    status = subprocess.run(["gpgv", "--status-fd", "1", "--keyring", str(ring), str(sig), str(payload)],
+                            capture_output=True, text=True).stdout
+    [valid] = [line.split() for line in status.splitlines() if line.startswith("[GNUPG:] VALIDSIG ")]
+    assert valid[2] != key.fingerprint and valid[-1] == key.fingerprint     # made by the subkey
+    check = verify_detached(public, sig, payload, key.fingerprint)
+    assert check.ok and check.signer == key.fingerprint, check.reason
+    assert signing_key(cfg).fingerprint == key.fingerprint                  # still one repository key
+    shown = subprocess.run(["gpg", "--with-colons", "--show-keys", str(armored)], capture_output=True, text=True,
+                           check=True).stdout
+    assert valid[2] in shown                                                # users' keyrings get the subkey
+
+
+def test_a_signature_by_another_keys_subkey_is_refused(tmp_path, repo_key, payload):
+    cfg, key = repo_key
+    home = tmp_path / "stranger"
+    gen_key(home, "stranger <s@example.invalid>")
+    scfg = SigningConfig(None, home)
+    skey = signing_key(scfg)
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--passphrase", "", "--quick-add-key",
+                    skey.fingerprint, "ed25519", "sign"], check=True, capture_output=True)
+    sig = detach_sign(scfg, skey, payload)
+    both = export_public(cfg, key.fingerprint, armor=False) + export_public(scfg, skey.fingerprint, armor=False)
+    check = verify_detached(both, sig, payload, key.fingerprint)
+    assert not check.ok and check.signer == skey.fingerprint and "not the repository key" in check.reason

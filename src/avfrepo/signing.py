@@ -171,15 +171,35 @@ def export_public(cfg: SigningConfig, fingerprint: str, *, armor: bool) -> bytes
 
 def public_key_files(cfg: SigningConfig, fingerprint: str, cache: Path) -> tuple[bytes, Path]:
     """The public key, binary (for checking signatures, keyrings) and armored (published as
-    <repo>.asc), exported once per fingerprint into the local cache (never a served
-    directory) instead of by two gpg runs every sync and publish. Returns (binary, armored)."""
+    <repo>.asc), exported into the local cache (never a served directory) instead of by two gpg
+    runs every sync and publish. The cache is keyed by the key's state as gpg lists it (its
+    subkeys, their validity and expiry): a signing subkey added later, an extended expiry or a
+    revocation is exported again, so signatures by a new subkey verify and users' keyrings
+    get it. Returns (binary, armored)."""
     from .fsutil import atomic_write
     keys = cache / "keys"
-    binary, armored = keys / f"{fingerprint}.gpg", keys / f"{fingerprint}.asc"
+    state = _key_state(cfg.gnupg_home, fingerprint)
+    binary, armored = keys / f"{fingerprint}-{state}.gpg", keys / f"{fingerprint}-{state}.asc"
     if not (binary.exists() and armored.exists()):
+        stale = sorted(keys.glob(f"{fingerprint}*")) if keys.is_dir() else []
         atomic_write(binary, export_public(cfg, fingerprint, armor=False))
         atomic_write(armored, export_public(cfg, fingerprint, armor=True))
+        for old in stale:
+            if old not in (binary, armored):
+                old.unlink(missing_ok=True)
     return binary.read_bytes(), armored
+
+
+def _key_state(home: Path, fingerprint: str) -> str:
+    """A short digest of what `gpg --list-keys` says of the key: its primary and every subkey
+    (fingerprint, validity, creation, expiry, capabilities)."""
+    import hashlib
+    res = _gpg(home, "--with-colons", "--fixed-list-mode", "--list-keys", fingerprint, check=False)
+    if res.returncode != 0:
+        raise SigningError(f"the repository key {fingerprint} is not in {home}: import its public key")
+    rows = [":".join(f[i] if i < len(f) else "" for i in (0, 1, 4, 5, 6, 9, 11)) for f in
+            (line.split(":") for line in res.stdout.splitlines()) if f[0] in ("pub", "sub", "fpr", "uid")]
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
 def detach_sign(cfg: SigningConfig, key: Key, file: Path) -> Path:

@@ -165,3 +165,39 @@ def test_remove_takes_the_provenance_record_out_with_the_package(cfg):
     assert list(pool.glob("t-p-*.provenance.json")) and list(pool.glob("t-p-*.provenance.json.sig"))
     remove(cfg, "t-p")
     assert not list(pool.glob("t-p-*"))
+
+
+def test_a_key_with_a_signing_subkey_publishes_and_pacman_installs(tmp_path, built):
+    """`gpg --quick-add-key FPR ed25519 sign` on the repository key: gpg now signs packages and
+    dbs with the subkey. The primary's fingerprint still names the repository: publish, verify
+    and a real pacman trusting that fingerprint accept it."""
+    import subprocess
+    from avfrepo import config as config_mod
+    from avfrepo.demo import write_config
+    from avfrepo.pacman_client import PacmanRoot
+    from avfrepo.formats.repodb import read_db
+    from ..conftest import require_build_user
+    require_build_user()
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--passphrase", "", "--quick-gen-key",
+                    "subkey test <s@example.invalid>", "ed25519", "sign", "never"], check=True, capture_output=True)
+    cfg = config_mod.load(write_config(tmp_path / "avfrepo.toml", "file:///nowhere", home))
+    key = signing_key(cfg.signing)
+
+    def resigned(label):
+        (tmp_path / label).mkdir()
+        pkg, = fresh(built, tmp_path / label, label)
+        detach_sign(cfg.signing, key, pkg)
+        return pkg
+    publish(cfg, key, [resigned("t-a-1")])            # the key's export is cached without a subkey
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--passphrase", "", "--quick-add-key",
+                    key.fingerprint, "ed25519", "sign"], check=True, capture_output=True)
+    publish(cfg, key, [resigned("t-a-2")])            # signed by the subkey (package and db)
+    assert read_db(cfg.repo.db)["t-a"].version == "1.0-2"
+    report = verify(cfg)
+    assert report.ok, [(c.path, c.message) for c in report.bad()]
+    c = PacmanRoot(tmp_path / "client", {cfg.repo.name: cfg.repo.path.as_uri() + "/$arch"}, cfg.repo.arch)
+    c.trust(cfg.repo.published / f"{cfg.repo.name}.asc", key.fingerprint)
+    c.install("t-a")
+    assert c.pacman("-Q", "t-a").stdout.strip() == "t-a 1.0-2"
