@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from avfrepo.alarm_pkgbuilds import PkgbuildsRepo, Revision, matching, nearest_series, pkgbuild_version
@@ -115,3 +117,65 @@ def test_a_server_that_cannot_filter_is_refused(alarm, tmp_path):
     with pytest.raises(UpstreamError, match="does not filter blobs"):
         PkgbuildsRepo.open(up, query(up).commit, tmp_path / "cache")
     assert not (tmp_path / "cache" / "git" / "alarm-pkgbuilds.git").exists()
+
+
+def test_every_file_read_is_bounded_by_the_one_upstream_size_rule(alarm, tmp_path, monkeypatch):
+    """Without max_bytes, files() and the history's PKGBUILDs are still capped: at
+    fsutil.MAX_UPSTREAM_FILE, the rule every upstream file read follows, sizes read first."""
+    from avfrepo import fsutil
+    alarm.systemd("261.2", "2", **{"arch.conf": "y" * (fsutil.MAX_UPSTREAM_FILE + 1)})
+    repo = opened(alarm, tmp_path)
+    with pytest.raises(ValueError, match=rf"larger than {fsutil.MAX_UPSTREAM_FILE} bytes: arch.conf "
+                                         rf"\({fsutil.MAX_UPSTREAM_FILE + 1} bytes\)"):
+        repo.files(alarm.head(), "core/systemd", only=("arch.conf", "PKGBUILD"))
+    alarm.systemd("261.2", "3", PKGBUILD="pkgver=261.2\npkgrel=3\n" + "#" * fsutil.MAX_UPSTREAM_FILE)
+    repo = opened(alarm, tmp_path)
+    with pytest.raises(ValueError, match=r"core/systemd/PKGBUILD at [0-9a-f]{12} \(\d+ bytes\)"):
+        repo.revisions("core/systemd")
+
+
+# --- every transfer bounded by the upstream's NetPolicy (tests/githttp.py) -----------------
+
+@pytest.fixture
+def served(alarm, tmp_path):
+    from .githttp import GitHttp, bare_copy
+    root = tmp_path / "srv"
+    bare_copy(alarm.repo.path, root, "PKGBUILDs.git")
+    servers: list[GitHttp] = []
+
+    def start(mode: str) -> tuple[GitHttp, str]:
+        servers.append(GitHttp(root, mode))
+        return servers[-1], servers[-1].url("PKGBUILDs.git")
+    yield start
+    for s in servers:
+        s.close()
+
+
+def test_a_clone_that_stalls_ends_after_the_configured_timeout(alarm, served, tmp_path):
+    from avfrepo.config import NetPolicy
+    server, url = served("stall")
+    up = GitBranchUpstream("alarm-pkgbuilds", url, net=NetPolicy(timeout=1, retries=0, deadline=5))
+    start = time.monotonic()
+    with pytest.raises(UpstreamError, match=r"git clone: no data for 1 s$"):
+        PkgbuildsRepo.open(up, alarm.head(), tmp_path / "cache")
+    assert time.monotonic() - start < 5, "ended by the timeout, before the deadline"
+    assert server.fetches == 1
+    assert not list((tmp_path / "cache" / "git").iterdir())      # no half clone left
+
+
+def test_a_blob_fetch_that_trickles_ends_at_the_configured_deadline(alarm, served, tmp_path):
+    """The clone works; the blobs of a revision come one progress byte at a time: the deadline
+    ends that fetch, the render sees an UpstreamError (a ToolProblem, tried again next sync)."""
+    from avfrepo.config import NetPolicy
+    _, good = served("serve")
+    net = NetPolicy(timeout=2, retries=0, deadline=3)
+    up = GitBranchUpstream("alarm-pkgbuilds", good, net=net)
+    repo = PkgbuildsRepo.open(up, alarm.head(), tmp_path / "cache")
+    server, slow = served("trickle")
+    repo.upstream = GitBranchUpstream("alarm-pkgbuilds", slow, net=net)
+    repo.git("remote", "set-url", "origin", slow)
+    start = time.monotonic()
+    with pytest.raises(UpstreamError, match=r"git fetch did not finish within 3 s \(the deadline\)$"):
+        repo.files(alarm.head(), "core/systemd", only=("PKGBUILD",))
+    assert 3 <= time.monotonic() - start < 3 * 3
+    assert server.fetches == 1

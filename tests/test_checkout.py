@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import git
 import pytest
 
@@ -68,3 +70,55 @@ def test_cached_tree_at_the_same_commit_is_reused_without_fetching(avf, tmp_path
     assert not (tree / "guest/stray").exists()
     tree_at("avf", avf.url, "android-16.0.0_r10", commit, ("guest", "libs"), cache)
     assert (tree / "libs").is_dir()
+
+
+# --- every transfer bounded by the upstream's NetPolicy (tests/githttp.py) -----------------
+
+@pytest.fixture
+def served(avf, tmp_path):
+    """The AVF fixture behind a smart-HTTP server; `served(mode)` -> (server, url)."""
+    from .githttp import GitHttp, bare_copy
+    root = tmp_path / "srv"
+    bare_copy(avf.path, root, "Virtualization.git")
+    servers: list[GitHttp] = []
+
+    def start(mode: str) -> tuple[GitHttp, str]:
+        servers.append(GitHttp(root, mode))
+        return servers[-1], servers[-1].url("Virtualization.git")
+    yield start
+    for s in servers:
+        s.close()
+
+
+def test_a_fetch_that_stalls_ends_after_the_configured_timeout(avf, served, tmp_path, monkeypatch):
+    """The listing answers, the fetch never does: left after `timeout` seconds without a byte,
+    tried `retries` more times, never the old fixed 900 s."""
+    from avfrepo.config import NetPolicy
+    from avfrepo.sources import net as netmod
+    slept: list[float] = []
+    monkeypatch.setattr(netmod, "sleep", slept.append)
+    server, url = served("stall")
+    commit = avf.repo.commit("android-16.0.0_r10").hexsha
+    start = time.monotonic()
+    with pytest.raises(UpstreamError) as err:
+        tree_at("avf", url, "android-16.0.0_r10", commit, ("guest",), tmp_path / "cache",
+                NetPolicy(timeout=1, retries=1, backoff=0.5, deadline=4))
+    took = time.monotonic() - start
+    assert str(err.value) == (f"upstream avf ({url}): git fetch: no data for 1 s (gave up after 2 attempts)")
+    assert server.fetches == 2 and slept == [0.5]
+    assert took < 2 * 4, took           # two tries, each ended well before its deadline
+
+
+def test_a_fetch_that_trickles_ends_at_the_configured_deadline(avf, served, tmp_path):
+    """A progress byte every 0.2 s passes any per-read or low-speed limit: the deadline ends it
+    (git and its git-remote-http helper killed together)."""
+    from avfrepo.config import NetPolicy
+    server, url = served("trickle")
+    commit = avf.repo.commit("android-16.0.0_r10").hexsha
+    start = time.monotonic()
+    with pytest.raises(UpstreamError, match=r"git fetch did not finish within 3 s \(the deadline\)$"):
+        tree_at("avf", url, "android-16.0.0_r10", commit, ("guest",), tmp_path / "cache",
+                NetPolicy(timeout=2, retries=0, deadline=3))
+    took = time.monotonic() - start
+    assert 3 <= took < 3 * 3, took
+    assert server.fetches == 1

@@ -10,7 +10,13 @@ history (to read their versions) and the files of the one revision used, each ba
 a head that is already the branch's tip fetches nothing.
 
 Versions are read from the PKGBUILD text (`pkgver=`, `pkgrel=` lines), never by running it:
-the file is untrusted input.
+the file is untrusted input. Every blob read is at most fsutil.MAX_UPSTREAM_FILE (the rule
+for every upstream file; its size is read before its content), and a symbolic link or
+submodule where a file is expected is refused, never read.
+
+The clone and every fetch (and a cat-file that could fetch a missing blob) run through
+sources.net.git, bounded by the upstream's NetPolicy (`[upstreams.alarm-pkgbuilds] timeout`,
+`deadline`, `retries`, `backoff`); local commands by its deadline.
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from . import fsutil
 from .config import GitBranchUpstream
 from .errors import UpstreamError
+from .sources import net
 from .versions import valid_pkgver
 
-FETCH_TIMEOUT = 900
 _OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _ASSIGN = r"^{name}=(?P<q>['\"]?)(?P<value>[A-Za-z0-9._+]+)(?P=q)[ \t]*(?:#.*)?$"
 
@@ -71,26 +78,25 @@ class PkgbuildsRepo:
     # --- git ------------------------------------------------------------------------------
 
     def git(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        """A local git command (no transfer), bounded by the upstream's deadline."""
         env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+        deadline = self.upstream.net.deadline
         try:
             res = subprocess.run(["git", "--git-dir", str(self.path), *args], input=input, capture_output=True,
-                                 text=True, env=env, timeout=FETCH_TIMEOUT)
+                                 text=True, env=env, timeout=deadline)
         except subprocess.TimeoutExpired:
             raise UpstreamError(self.upstream.name, self.upstream.url,
-                                f"git {args[0]} did not finish within {FETCH_TIMEOUT} s") from None
+                                f"git {args[0]} did not finish within {deadline:g} s (the deadline)") from None
         if check and res.returncode != 0:
             detail = [ln for ln in res.stderr.splitlines() if ln.strip()]
             raise UpstreamError(self.upstream.name, self.upstream.url,
                                 f"git {args[0]} failed: {(detail or ['no message'])[-1].strip()}")
         return res
 
-    def _git_bytes(self, *args: str, input: bytes) -> bytes:
-        res = subprocess.run(["git", "--git-dir", str(self.path), *args], input=input, capture_output=True,
-                             env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}, timeout=FETCH_TIMEOUT)
-        if res.returncode != 0:
-            raise UpstreamError(self.upstream.name, self.upstream.url,
-                                f"git {args[0]} failed: {res.stderr.decode(errors='replace').strip()}")
-        return res.stdout
+    def remote(self, *args: str, input: bytes | None = None) -> bytes:
+        """A git command that may transfer from the remote, bounded by the upstream's NetPolicy."""
+        up = self.upstream
+        return net.git(up.name, up.url, up.net, ["--git-dir", str(self.path), *args], input=input).stdout
 
     @classmethod
     def open(cls, upstream: GitBranchUpstream, head: str, cache: Path) -> "PkgbuildsRepo":
@@ -104,16 +110,14 @@ class PkgbuildsRepo:
         if not (dest / "HEAD").is_file():
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.with_name(dest.name + ".new")
-            shutil.rmtree(tmp, ignore_errors=True)
-            res = subprocess.run(["git", "clone", "--quiet", "--bare", "--single-branch", "--branch",
-                                  upstream.branch, "--filter=blob:none", "--", upstream.url, str(tmp)],
-                                 capture_output=True, text=True, timeout=FETCH_TIMEOUT,
-                                 env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
-            if res.returncode != 0:
+            try:
+                res = net.git(upstream.name, upstream.url, upstream.net,
+                              ["clone", "--quiet", "--bare", "--single-branch", "--branch", upstream.branch,
+                               "--filter=blob:none", "--", upstream.url, str(tmp)],
+                              before=lambda: shutil.rmtree(tmp, ignore_errors=True))
+            except UpstreamError:
                 shutil.rmtree(tmp, ignore_errors=True)
-                detail = [ln for ln in res.stderr.splitlines() if ln.strip()]
-                raise UpstreamError(upstream.name, upstream.url,
-                                    f"git clone failed: {(detail or ['no message'])[-1].strip()}")
+                raise
             if "filtering not recognized" in res.stderr:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise UpstreamError(upstream.name, upstream.url, "the server does not filter blobs "
@@ -123,7 +127,7 @@ class PkgbuildsRepo:
             repo.git("remote", "set-url", "origin", upstream.url)
             tip = repo.git("rev-parse", "--verify", "-q", ref, check=False).stdout.strip()
             if tip != head:
-                repo.git("fetch", "--quiet", "--no-tags", "--filter=blob:none", "origin", f"+{ref}:{ref}")
+                repo.remote("fetch", "--quiet", "--no-tags", "--filter=blob:none", "origin", f"+{ref}:{ref}")
         if repo.git("merge-base", "--is-ancestor", head, ref, check=False).returncode != 0:
             raise UpstreamError(upstream.name, upstream.url,
                                 f"commit {head} is not on branch {upstream.branch} after fetching it "
@@ -140,17 +144,22 @@ class PkgbuildsRepo:
         missing = sorted(oids - self.present())
         if not missing:
             return
-        self.git("-c", "fetch.negotiationAlgorithm=noop", "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
-                 "--recurse-submodules=no", "--filter=blob:none", "--stdin", "origin",
-                 input="".join(f"{o}\n" for o in missing))
+        self.remote("-c", "fetch.negotiationAlgorithm=noop", "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                    "--recurse-submodules=no", "--filter=blob:none", "--stdin", "origin",
+                    input="".join(f"{o}\n" for o in missing).encode())
         self.fetched_blobs += len(missing)
 
     def read(self, oids: list[str]) -> dict[str, bytes]:
-        """Blob contents by id (prefetched in one batch first)."""
-        self.prefetch(set(oids))
+        """Blob contents by id (prefetched in one batch first), each at most
+        fsutil.MAX_UPSTREAM_FILE: its size is read first, a larger blob is a ValueError."""
         if not oids:
             return {}
-        out = self._git_bytes("cat-file", "--batch", input="".join(f"{o}\n" for o in oids).encode())
+        sizes = self.sizes(set(oids))
+        big = sorted(f"{o} ({sizes[o]} bytes)" for o in set(oids) if sizes[o] > fsutil.MAX_UPSTREAM_FILE)
+        if big:
+            raise ValueError(f"larger than the {fsutil.MAX_UPSTREAM_FILE} bytes an upstream file may have: "
+                             f"blob {', '.join(big)}")
+        out = self.remote("cat-file", "--batch", input="".join(f"{o}\n" for o in oids).encode())
         blobs: dict[str, bytes] = {}
         pos = 0
         for _ in oids:
@@ -183,7 +192,13 @@ class PkgbuildsRepo:
                     new, status = meta.split()[3], meta.split()[4]
                     blob = None if status.startswith("D") else new
                     at[-1] = (at[-1][0], blob)
-        texts = self.read(sorted({b for _, b in at if b}))
+        blobs = {b for _, b in at if b}
+        sizes = self.sizes(blobs)
+        big = [f"{pkgbuild} at {c[:12]} ({sizes[b]} bytes)" for c, b in at if b and sizes[b] > fsutil.MAX_UPSTREAM_FILE]
+        if big:
+            raise ValueError(f"larger than the {fsutil.MAX_UPSTREAM_FILE} bytes an upstream file may have: "
+                             + ", ".join(big))
+        texts = self.read(sorted(blobs))
         out = []
         for commit, b in reversed(at):
             v = pkgbuild_version(texts[b].decode(errors="replace")) if b else None
@@ -209,8 +224,10 @@ class PkgbuildsRepo:
     def files(self, commit: str, directory: str, *, only: tuple[str, ...] | None = None,
               max_bytes: int | None = None) -> dict[str, bytes]:
         """The files of `directory` at `commit` (paths relative to it), or just `only` of them.
-        Regular files only: a symbolic link or submodule is an error naming it, and so is, with
-        max_bytes, a file larger than that (its size is read before its content)."""
+        Regular files only: a symbolic link or submodule is an error naming it, and so is a file
+        larger than max_bytes (default and at most fsutil.MAX_UPSTREAM_FILE: the one rule for
+        every upstream file; its size is read before its content)."""
+        limit = min(max_bytes or fsutil.MAX_UPSTREAM_FILE, fsutil.MAX_UPSTREAM_FILE)
         entries: dict[str, str] = {}
         for rel, e in self.entries(commit, directory).items():
             if only is not None and rel not in only:
@@ -222,12 +239,11 @@ class PkgbuildsRepo:
             missing = [n for n in only if n not in entries]
             if missing:
                 raise ValueError(f"{_clean_dir(directory)} at {commit[:12]} has no {', '.join(missing)}")
-        if max_bytes is not None:
-            sizes = self.sizes(set(entries.values()))
-            big = [f"{rel} ({sizes[oid]} bytes)" for rel, oid in sorted(entries.items()) if sizes[oid] > max_bytes]
-            if big:
-                raise ValueError(f"{_clean_dir(directory)} at {commit[:12]}: larger than {max_bytes} bytes: "
-                                 f"{', '.join(big)}")
+        sizes = self.sizes(set(entries.values()))
+        big = [f"{rel} ({sizes[oid]} bytes)" for rel, oid in sorted(entries.items()) if sizes[oid] > limit]
+        if big:
+            raise ValueError(f"{_clean_dir(directory)} at {commit[:12]}: larger than {limit} bytes: "
+                             f"{', '.join(big)}")
         blobs = self.read(sorted(set(entries.values())))
         return {rel: blobs[oid] for rel, oid in sorted(entries.items())}
 
@@ -236,8 +252,8 @@ class PkgbuildsRepo:
         self.prefetch(oids)
         if not oids:
             return {}
-        out = self.git("cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)",
-                       input="".join(f"{o}\n" for o in sorted(oids))).stdout
+        out = self.remote("cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)",
+                          input="".join(f"{o}\n" for o in sorted(oids)).encode()).decode()
         sizes = {}
         for line in out.splitlines():
             oid, kind, size = line.split()

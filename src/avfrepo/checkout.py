@@ -14,6 +14,11 @@ Packages declare their paths statically (`TREES = {"avf": ("build/debian/ttyd",)
 function of the snapshot (`TREES = {"avf": agent_paths}`), which may list trees and read
 what it already asked for before naming more: the guest agents compute their library paths
 from their own Cargo.toml and build.rs this way.
+
+Every git command that may reach the remote (the fetch; sparse-checkout and checkout, which
+fetch the blobs of a partial clone) runs through sources.net.git, bounded by the upstream's
+NetPolicy (`[upstreams.X] timeout`, `deadline`, `retries`, `backoff`). The files of the work
+tree are read with fsutil.read_tree_file (packages.tree_file): never through a symbolic link.
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ from typing import TYPE_CHECKING, Callable, Iterable, Union
 if TYPE_CHECKING:
     import git      # GitPython is imported where it is used: a sync that fetches nothing never loads it
 
+from .config import GIT_NET, NetPolicy
 from .errors import UpstreamError
-
-FETCH_TIMEOUT = 900
+from .sources import net as netmod
 # every component of a path asked for: plain names only (they become sparse patterns)
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_.+-]+")
 
@@ -53,8 +58,9 @@ def _pattern(path: str) -> str:
 class Snapshot:
     """One commit of one upstream in the cache: its trees, and a sparse work tree."""
 
-    def __init__(self, name: str, url: str, tag: str, commit: str, cache: Path):
+    def __init__(self, name: str, url: str, tag: str, commit: str, cache: Path, net: NetPolicy = GIT_NET):
         self.name, self.url, self.tag, self.commit = name, url, tag, commit
+        self.net = net                       # the upstream's: bounds every command that may fetch
         self.path = cache / "git" / re.sub(r"[^A-Za-z0-9._-]+", "_", name)
         self._repo: git.Repo | None = None
         self._wanted: set[str] = set()      # paths asked for in this run
@@ -86,9 +92,12 @@ class Snapshot:
                 repo.git.remote("set-url", "origin", self.url)
             else:
                 repo.git.remote("add", "origin", self.url)
-            repo.git.fetch("--depth", "1", "--filter=blob:none", "--force", "--no-tags", "origin",
-                           f"+refs/tags/{self.tag}:refs/tags/{self.tag}", kill_after_timeout=FETCH_TIMEOUT)
-            self.fetched = True
+        except git.GitCommandError as exc:
+            raise self._error("setting the remote", exc) from None
+        self._remote("fetch", "--depth", "1", "--filter=blob:none", "--force", "--no-tags", "origin",
+                     f"+refs/tags/{self.tag}:refs/tags/{self.tag}")
+        self.fetched = True
+        try:
             got = repo.git.rev_parse(f"refs/tags/{self.tag}^{{commit}}")
         except git.GitCommandError as exc:
             raise self._error(f"fetching {self.tag}", exc) from None
@@ -97,6 +106,10 @@ class Snapshot:
                                 f"{self.commit}: the tag moved while syncing; run sync again and review")
         self._checked_out, self._full = None, False
         return self
+
+    def _remote(self, *args: str) -> str:
+        """`git ARGS` in the work tree, for a command that may fetch: bounded by self.net."""
+        return netmod.git(self.name, self.url, self.net, args, cwd=self.path).stdout.decode("utf-8", "replace")
 
     def _at_commit(self) -> bool:
         """The cache already holds this commit of this url (read from .git's files)."""
@@ -163,12 +176,13 @@ class Snapshot:
     def _apply(self, paths: list[str]) -> None:
         import git
         repo = self.repo
+        # sparse-checkout updates the work tree: with a partial clone it fetches blobs too
+        if paths:
+            self._remote("sparse-checkout", "set", "--no-cone", *[_pattern(p) for p in paths])
+        else:
+            self._remote("sparse-checkout", "disable")
+        self._remote("checkout", "--force", "--detach", self.commit)
         try:
-            if paths:
-                repo.git.sparse_checkout("set", "--no-cone", *[_pattern(p) for p in paths])
-            else:
-                repo.git.sparse_checkout("disable")
-            repo.git.checkout("--force", "--detach", self.commit, kill_after_timeout=FETCH_TIMEOUT)
             repo.git.clean("-ffdx")
         except git.GitCommandError as exc:
             raise self._error(f"checking out {self.tag}", exc) from None
@@ -236,10 +250,12 @@ def tree_for(snapshot: Snapshot, specs: Iterable[TreeSpec]) -> Path:
     return snapshot.finish()
 
 
-def tree_at(name: str, url: str, tag: str, commit: str, paths: tuple[str, ...], cache: Path) -> Path:
+def tree_at(name: str, url: str, tag: str, commit: str, paths: tuple[str, ...], cache: Path,
+            net: NetPolicy = GIT_NET) -> Path:
     """Check out `paths` of `url` at `tag` (no paths: all of it) into the cache; return the work tree.
 
     Raises UpstreamError if the tag does not resolve to `commit` (it moved between the
-    ls-remote and the fetch, or the recorded commit is wrong).
+    ls-remote and the fetch, or the recorded commit is wrong), or if git cannot fetch it
+    within `net` (the upstream's NetPolicy).
     """
-    return tree_for(Snapshot(name, url, tag, commit, cache), [tuple(paths)])
+    return tree_for(Snapshot(name, url, tag, commit, cache, net), [tuple(paths)])

@@ -53,6 +53,56 @@ def trickle():
     srv.close()
 
 
+@pytest.fixture
+def header_trickle():
+    """A raw HTTP server on 127.0.0.1 that sends its status line, then one header line every
+    0.5 s (each read returns long before a per-read timeout); after 12 s it ends the headers and
+    sends a small body, so a client without a deadline on the header phase gets an answer late
+    instead of hanging the test."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    stop = threading.Event()
+
+    def serve():
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+
+            def drip(c=conn):
+                try:
+                    c.recv(4096)
+                    c.sendall(b"HTTP/1.1 200 OK\r\n")
+                    for n in range(24):
+                        if stop.wait(0.5):
+                            return
+                        c.sendall(b"X-Slow-%d: x\r\n" % n)
+                    c.sendall(b"Content-Length: 2\r\n\r\nok")
+                except OSError:
+                    pass
+                finally:
+                    c.close()
+            threading.Thread(target=drip, daemon=True).start()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.getsockname()[1]}/core.db"
+    stop.set()
+    t.join()
+    srv.close()
+
+
+def test_headers_trickled_line_by_line_meet_the_overall_deadline(header_trickle):
+    net = NetPolicy(timeout=2.0, retries=0, backoff=0.001, deadline=1.5)
+    start = time.monotonic()
+    with pytest.raises(UpstreamError, match=r"no complete answer within 1.5 s$"):
+        http_get("alarm", header_trickle, net)
+    assert time.monotonic() - start < 3 * 1.5
+
+
 def test_a_trickling_server_meets_the_overall_deadline(trickle):
     net = NetPolicy(timeout=2.0, retries=0, backoff=0.001, deadline=1.0)
     start = time.monotonic()
