@@ -172,3 +172,18 @@ def test_a_fifo_in_the_checkout_is_refused_without_blocking_and_tried_again(tmp_
             fd = os.open(fifo[0], os.O_RDONLY | os.O_NONBLOCK)
             writer[0].join(5)
             os.close(fd)
+
+
+def test_the_link_is_named_before_a_cargo_lock_that_cannot_be_made_offline(agents_cfg, avf):
+    """A tag with a linked unit and a new registry dependency (crates.io out of reach, as on this
+    machine): the refusal is the link, a verdict on the tag, not the lock, which is retried."""
+    assert not sync(agents_cfg).refused
+    manifest = (avf.path / "guest/storage_balloon_agent/Cargo.toml").read_text()
+    avf.commit({UNIT: Symlink("/etc/passwd"),
+                "guest/storage_balloon_agent/Cargo.toml": manifest + '\n[dependencies]\nanyhow = "1"\n'},
+               "a link and a new dependency", remove=(UNIT,))
+    avf.tag(NEXT)
+    (rep,) = sync(agents_cfg).packages
+    assert rep.action == "refused"
+    assert rep.problems == [f"AVF {NEXT}: {UNIT} is a symbolic link (to '/etc/passwd'): a link in an upstream tree "
+                            "is never followed; refused"]

@@ -528,6 +528,9 @@ def render(ctx: Context) -> Rendered:
     except git.GitCommandError as exc:
         raise RenderProblem(f"cannot list guest/ of the checkout at {version}: {exc}") from None
     binaries = {c: plain_name(binary_name(tree, c, version), f"binary of guest/{c}") for c in found.crates}
+    # the units are read first: what they are (a link out of the tree, not UTF-8) is a verdict on
+    # this tag that must not hide behind a Cargo.lock that cannot be made offline
+    units = {c: tree_file(tree, f"guest/{c}/{UNIT}", f"AVF {version}", text=True) for c in found.agents}
 
     files: dict[str, bytes] = {}
     sources: list[SourceFile] = []
@@ -551,7 +554,7 @@ def render(ctx: Context) -> Rendered:
         unit = preset = None
         install = None
         if crate in found.agents:
-            adapted, changes = adapt_unit(tree_file(tree, f"guest/{crate}/{UNIT}", f"AVF {version}", text=True))
+            adapted, changes = adapt_unit(units[crate])
             unit, preset, install = f"{crate}.service", f"80-{pkgname(crate)}.preset", f"{pkgname(crate)}.install"
             files[unit] = adapted.encode()
             files[preset] = template("avf-guest-agents/agent.preset", unit=unit, pkgname=pkgname(crate))
