@@ -7,12 +7,14 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, strategies as st
 
 from avfrepo import config, provenance, state
 from avfrepo.config import KernelOrgUpstream
 from avfrepo.errors import ConfigError, StateError, UpstreamError
 from avfrepo.repo import ledger
+from avfrepo.repo.publish import PublishRefused, read_plan
 from avfrepo.sources import kernel_org
 
 from .fuzz import PROPERTY, inputs, json_values, mutated
@@ -163,3 +165,36 @@ def test_provenance_parse_gives_a_record_or_value_error(data):
         provenance.parse(data)
     except ValueError:
         pass
+
+
+# What the fuzzing above does not reach: nesting deeper than Python recurses (RecursionError
+# from json, an internal error at the command line) or deeper than any file avfrepo writes.
+DEEP = b"[" * 100_000 + b"]" * 100_000
+NESTED = [DEEP, b'{"format": 1, "versions": ' + b"[" * 300 + b"]" * 300 + b"}", b'{"format": 1, "x": "\xff"}']
+
+
+@pytest.mark.parametrize("data", NESTED, ids=["deep", "deeper-than-avfrepo-writes", "not-utf8"])
+def test_nesting_and_bad_bytes_are_each_reader_s_one_line_error(tmp_path, data):
+    def one_line(exc: BaseException) -> str:
+        assert "\n" not in str(exc) and len(str(exc)) < 300, str(exc)
+        return str(exc)
+    path = tmp_path / "avfrepo-state.json"
+    path.write_bytes(data)
+    with pytest.raises(StateError) as info:
+        state.load(path)
+    assert one_line(info.value).startswith(f"{path}: corrupt state file (")
+    with pytest.raises(ledger.LedgerError) as info:
+        ledger.parse(data, "/srv/repo/ledger.json")
+    assert one_line(info.value).startswith("/srv/repo/ledger.json: corrupt ledger (")
+    with pytest.raises(ValueError) as info:
+        provenance.parse(data)
+    one_line(info.value)
+    up = KernelOrgUpstream("kernel", series="6.1", url="http://127.0.0.1:9/releases.json")
+    with pytest.raises(UpstreamError, match="not valid JSON: not ") as info:
+        kernel_org.from_releases_json(up, data)
+    one_line(info.value)
+    plan = tmp_path / "plan.json"
+    plan.write_bytes(data)
+    with pytest.raises(PublishRefused) as info:
+        read_plan(plan)
+    assert one_line(info.value).startswith(f"{plan}: corrupt build plan (")

@@ -195,3 +195,12 @@ def test_sync_of_one_package_keeps_the_others_records(cfg, renders):
     after = render_record.load(cfg.cache)
     assert after.renders["avf-keyring"] == before.renders["avf-keyring"]
     assert after.renders["avf-config"] != before.renders["avf-config"]
+
+
+@pytest.mark.parametrize("content", [b"[" * 100_000 + b"]" * 100_000,
+                                     b'{"format": 1, "packages": ' + b"[" * 300 + b"]" * 300 + b"}"])
+def test_a_record_nested_too_deep_is_an_empty_one_named_in_a_warning(tmp_path, caplog, content):
+    render_record.path(tmp_path).write_bytes(content)
+    assert render_record.load(tmp_path) == render_record.Record()
+    assert f"{render_record.path(tmp_path)}: corrupt file, ignored" in caplog.text
+    assert "nested deeper than" in caplog.text

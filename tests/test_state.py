@@ -148,3 +148,28 @@ def test_hand_edited_values_of_the_wrong_type_are_a_state_error(tmp_path, where,
     with pytest.raises(StateError, match=f"{where[0]}.{where[1]}.{where[2]} must be"):
         state_mod.load(path)
 
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"format": 1, "seen": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",      # deeper than Python recurses
+    b'{"format": 1, "note": ' + b"[" * 200 + b"]" * 200 + b"}",              # parses, deeper than any state
+    b'{"format": 1, "upstreams": {"\xff": 1}}',
+    b'{"format": 1, "packages": {"p\\nq": {"pkgver": "1", "pkgrel": 1, "inputs": "x", "bad\\nkey": 1}}}',
+])
+def test_deep_nesting_and_bad_bytes_are_one_line_errors_naming_the_file(tmp_path, raw):
+    path = tmp_path / "avfrepo-state.json"
+    path.write_bytes(raw)
+    with pytest.raises(StateError) as info:
+        state_mod.load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: corrupt state file (") and "\n" not in message, message
+    assert len(message) < 400
+
+
+def test_the_command_line_names_a_state_file_nested_too_deep_in_one_line(cfg, capsys):
+    from avfrepo.cli import main
+    cfg.state_file.parent.mkdir(parents=True)
+    cfg.state_file.write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    assert main(["--config", str(cfg.file), "sync"]) == 1
+    assert capsys.readouterr().err == (f"avfrepo: error: {cfg.state_file}: corrupt state file (not JSON avfrepo reads "
+                                       "(nested deeper than 32 levels)); restore it from git\n")

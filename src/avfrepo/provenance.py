@@ -32,6 +32,7 @@ import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .formats import jsondoc
 from .fsutil import atomic_write, sha256_file
 from .run import run
 
@@ -87,14 +88,12 @@ def package_of(name: str) -> str:
 
 def parse(data: bytes) -> Record:
     """A record from its bytes; ValueError says what is wrong."""
-    try:
-        obj = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from None
+    obj = jsondoc.parse(data)       # ValueError: not UTF-8, not JSON, nested too deep
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
     if obj.get("format") != FORMAT:
-        raise ValueError(f"unsupported provenance format {obj.get('format')!r} (this avfrepo reads {FORMAT})")
+        raise ValueError(f"unsupported provenance format {jsondoc.one_line(repr(obj.get('format')), 40)} "
+                         f"(this avfrepo reads {FORMAT})")
     names = {f for f in Record.__dataclass_fields__}
     missing = sorted(names - set(obj))
     extra = sorted(set(obj) - names)

@@ -23,7 +23,8 @@ inputs are kept, never a failed tool or download (ToolProblem), which the next s
 
 The record describes this machine (its avfrepo, its tools), so it lives in the cache, never
 in pkgbuilds/: a fresh clone or a CI runner renders everything once. `sync --rerender`
-ignores it. A missing or unreadable record is an empty one.
+ignores it. A missing or unreadable record is an empty one (a corrupt one is named in a
+warning): it only saves work.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from .formats import jsondoc
 from .fsutil import atomic_write
 
 log = logging.getLogger("avfrepo.sync")
@@ -61,8 +63,12 @@ class Record:
 def load(cache: Path) -> Record:
     """What the last syncs rendered and refused (empty when there is no usable record)."""
     try:
-        data = json.loads(path(cache).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        data = jsondoc.read(path(cache))
+    except FileNotFoundError:
+        return Record()
+    except (OSError, ValueError) as exc:
+        log.warning("%s: corrupt file, ignored (every package renders again): %s", path(cache),
+                    jsondoc.one_line(getattr(exc, "strerror", None) or exc))
         return Record()
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("packages"), dict):
         return Record()

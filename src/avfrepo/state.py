@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import StateError
+from .formats import jsondoc
 from .fsutil import atomic_write
 
 FORMAT = 1
@@ -78,17 +79,19 @@ class State:
 
 def load(path: Path) -> State:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return State()
-    except UnicodeDecodeError as exc:
-        raise StateError(f"{path}: corrupt state file (not UTF-8: {exc.reason}); restore it from git") from None
     try:
-        data = json.loads(text)
+        data = jsondoc.parse(raw)
+    except ValueError as exc:
+        raise StateError(f"{path}: corrupt state file ({exc}); restore it from git") from None
+    try:
         if not isinstance(data, dict):
             raise TypeError("not a JSON object")
         if data.get("format") != FORMAT:
-            raise StateError(f"{path}: unsupported state format {data.get('format')!r} (this avfrepo reads {FORMAT})")
+            raise StateError(f"{path}: unsupported state format {jsondoc.one_line(repr(data.get('format')), 40)} "
+                             f"(this avfrepo reads {FORMAT})")
         state = State(
             upstreams={k: UpstreamState(**v) for k, v in data.get("upstreams", {}).items()},
             packages={k: _package(v) for k, v in data.get("packages", {}).items()},
@@ -96,8 +99,8 @@ def load(path: Path) -> State:
         )
         _check_types(state)
         return state
-    except (json.JSONDecodeError, TypeError, AttributeError) as exc:
-        raise StateError(f"{path}: corrupt state file ({exc}); restore it from git") from None
+    except (TypeError, AttributeError) as exc:
+        raise StateError(f"{path}: corrupt state file ({jsondoc.one_line(exc)}); restore it from git") from None
 
 
 def _package(data: dict) -> PackageState:

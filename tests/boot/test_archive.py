@@ -65,6 +65,7 @@ def test_reads_a_good_archive_and_extracts_the_partitions(tmp_path):
     ({"build_id": b"   \n"}, "build_id is empty"),
     ({"vm_config.json": json.dumps(vm_config(name="arch")).encode()}, "\"name\" is 'arch', not \"debian\""),
     ({"vm_config.json": b"{not json"}, "vm_config.json is not JSON"),
+    ({"vm_config.json": b"[" * 100_000 + b"]" * 100_000}, "vm_config.json is not JSON avfrepo reads (nested deeper"),
     ({"root_part": None}, "names $PAYLOAD_DIR/root_part (partition ROOT), which images.tar.gz does not have"),
     ({"vm_config.json": json.dumps(vm_config(disks=[{"partitions": [
         {"label": "ROOT", "path": "$PAYLOAD_DIR/../etc/passwd", "guid": ROOT_GUID}]}])).encode()},

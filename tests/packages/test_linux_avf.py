@@ -563,3 +563,14 @@ def test_every_required_symbol_survives_olddefconfig_on_a_real_6_1_tree(linux_6_
     configs["avfrepo.config"] = ours.replace(b"CONFIG_KPROBE_EVENTS=y\n", b"").replace(b"CONFIG_FTRACE=y\n", b"")
     config = linux_avf.olddefconfig(linux_6_1_tree, configs, tmp_path / "out2")
     assert "CONFIG_BPF_EVENTS" in linux_avf.missing_symbols(config, required)
+
+
+@pytest.mark.parametrize("content", [b'{"url": "x", "used": [["a.patch", "avf"]', b"[" * 100_000 + b"]" * 100_000,
+                                     b'{"used": [["a.patch", "elsewhere"]], "notes": []}', b'{"used": [], "notes": [1]}',
+                                     b"\xff"])
+def test_a_torn_or_strange_remembered_patch_check_is_checked_again(tmp_path, content):
+    stamp = tmp_path / "stamp.json"
+    stamp.write_bytes(content)
+    assert linux_avf.remembered_check(stamp) is None
+    stamp.write_bytes(b'{"url": "x", "used": [["a.patch", "avf"], ["b.patch", "carried"]], "notes": ["n"]}')
+    assert linux_avf.remembered_check(stamp) == ([("a.patch", "avf"), ("b.patch", "carried")], ["n"])

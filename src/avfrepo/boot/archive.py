@@ -14,7 +14,6 @@ partitions decompressed once, not a scan then a second decompression to extract.
 
 from __future__ import annotations
 
-import json
 import re
 import tarfile
 import uuid
@@ -22,6 +21,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..formats import jsondoc
 from .errors import BootError, ImageRefused
 
 REQUIRED = ("build_id", "vm_config.json")
@@ -73,9 +73,9 @@ def check_build_id(text: str) -> str:
 
 def parse_vm_config(text: str) -> VmConfig:
     try:
-        data = json.loads(text)
+        data = jsondoc.parse(text)
     except ValueError as exc:
-        raise ImageRefused(f"vm_config.json is not JSON: {exc}") from None
+        raise ImageRefused(f"vm_config.json is {exc}") from None
     if not isinstance(data, dict):
         raise ImageRefused("vm_config.json is not a JSON object")
     if data.get("name") != "debian":

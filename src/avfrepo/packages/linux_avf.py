@@ -42,6 +42,8 @@ from .. import alarm_pkgbuilds
 from ..config import ALARM_PKGBUILDS, CarriedPatch
 from ..downloads import cached, file_sha256
 from ..errors import AvfrepoError, UpstreamError
+from ..formats import jsondoc
+from ..fsutil import atomic_write
 from ..run import run
 from . import Context, Rendered, RenderProblem, SourceFile, ToolProblem, sha256, template, tree_file
 
@@ -294,6 +296,21 @@ def check_patches(tarball: Path, srcname: str, steps: list[Step], scratch_root: 
     return used, notes
 
 
+def remembered_check(stamp: Path) -> tuple[list[tuple[str, str]], list[str]] | None:
+    """The (used, notes) of a patch check remembered in the cache; None when there is none,
+    or it cannot be read as one (then the patches are checked again)."""
+    try:
+        data = jsondoc.read(stamp)
+    except (OSError, ValueError):
+        return None
+    used, notes = (data.get("used"), data.get("notes")) if isinstance(data, dict) else (None, None)
+    if not (isinstance(used, list) and all(isinstance(u, list) and len(u) == 2 and u[1] in ("avf", "carried")
+                                           and isinstance(u[0], str) for u in used)
+            and isinstance(notes, list) and all(isinstance(n, str) for n in notes)):
+        return None
+    return [(u[0], u[1]) for u in used], notes
+
+
 def carried_steps(ctx: Context, entries: list[str], patches: dict[str, bytes]) -> list[Step]:
     """The series as steps, with the maintainer's carried patches in place or appended."""
     carry: tuple[CarriedPatch, ...] = ctx.config.carry.get(NAME, ())
@@ -382,14 +399,12 @@ def render(ctx: Context) -> Rendered:
         f"{st.entry} {sha256(st.data or b'')} {st.carried[0] + ' ' + sha256(st.carried[1]) if st.carried else ''}"
         for st in steps)]).encode())
     stamp = ctx.config.cache / "linux-avf" / "patches-apply" / (key + ".json")
-    if stamp.is_file():
-        remembered = json.loads(stamp.read_text())
-        used, notes = [tuple(u) for u in remembered["used"]], list(remembered["notes"])
+    if remembered := remembered_check(stamp):
+        used, notes = remembered
     else:
         used, notes = check_patches(tarball, srcname, steps, ctx.config.cache / "scratch",
                                     kernel=kernel.version, avf=avf.version)
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(json.dumps({"url": kernel.url, "used": used, "notes": notes}))
+        atomic_write(stamp, json.dumps({"url": kernel.url, "used": used, "notes": notes}).encode())
 
     ours = template("linux-avf/avfrepo.config")
     files: dict[str, bytes] = {"config.alarm": base, "avf.config": fragment.encode(), "avfrepo.config": ours,

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import AvfrepoError
+from ..formats import jsondoc
 from ..fsutil import atomic_write
 
 FORMAT = 1
@@ -69,12 +70,12 @@ def path(cfg: Config) -> Path:
 
 def parse(data: bytes, where: str = "ledger.json") -> Ledger:
     try:
-        obj = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise LedgerError(f"{where}: not JSON ({exc})") from None
+        obj = jsondoc.parse(data)
+    except ValueError as exc:
+        raise LedgerError(f"{where}: corrupt ledger ({exc}); restore it from a backup") from None
     try:
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-            raise TypeError(f"format {obj.get('format') if isinstance(obj, dict) else None!r}")
+            raise TypeError("format " + jsondoc.one_line(repr(obj.get("format") if isinstance(obj, dict) else None), 40))
         versions, latest, holds = obj["versions"], obj["latest"], obj["holds"]
         if not (isinstance(versions, dict) and all(
                 isinstance(k, str) and isinstance(v, dict) and isinstance(v.get("filename"), str)
@@ -86,7 +87,8 @@ def parse(data: bytes, where: str = "ledger.json") -> Ledger:
         if not isinstance(gen, int) or isinstance(gen, bool) or gen < 0 or not (db is None or isinstance(db, str)):
             raise TypeError("latest")
     except (TypeError, KeyError, AttributeError) as exc:
-        raise LedgerError(f"{where}: unexpected content ({exc}); restore it from a backup") from None
+        raise LedgerError(f"{where}: corrupt ledger (unexpected content: {jsondoc.one_line(exc)}); "
+                          "restore it from a backup") from None
     return Ledger({k: {"filename": v["filename"], "sha256": v["sha256"]} for k, v in versions.items()},
                   gen, db, dict(holds), True)
 

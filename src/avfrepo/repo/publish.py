@@ -49,7 +49,7 @@ from typing import Callable
 from .. import provenance, signing
 from ..config import Config
 from ..errors import AvfrepoError
-from ..formats import pkginfo
+from ..formats import jsondoc, pkginfo
 from ..formats.repodb import DbEntry, read_db, read_files_db
 from ..fsutil import atomic_write, link_or_copy, sha256_file
 from ..run import run
@@ -113,7 +113,7 @@ def current_entries(cfg: Config) -> dict[str, DbEntry]:
                            f"point {link.name} at a complete snapshot again")
     index = _index_path(cfg, sha256_file(cfg.repo.db))
     try:
-        rows = json.loads(index.read_text())
+        rows = jsondoc.read(index)
         return {r["name"]: DbEntry(r["name"], r["version"], r["filename"], r["arch"], r["csize"], r["sha256"], None,
                                    {k: list(v) for k, v in r["relations"].items()})
                 for r in rows}
@@ -558,11 +558,11 @@ class PlannedBase:
 def read_plan(path: Path) -> dict[str, PlannedBase]:
     """The build plan `avfrepo build --plan --json` printed: pkgbase -> what it must build."""
     try:
-        obj = json.loads(path.read_bytes())
+        obj = jsondoc.read(path)
     except OSError as exc:
         raise PublishRefused(f"{path}: cannot read the build plan: {exc.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PublishRefused(f"{path}: the build plan is not JSON: {exc}") from None
+    except ValueError as exc:
+        raise PublishRefused(f"{path}: corrupt build plan ({exc})") from None
     rows = obj.get("results") if isinstance(obj, dict) else None
     if not isinstance(rows, list):
         raise PublishRefused(f"{path}: not a build plan (no \"results\" list; make it with `avfrepo build --plan --json`)")

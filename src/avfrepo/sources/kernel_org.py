@@ -19,12 +19,12 @@ report shows it); a pin or maximum newer than upstream's newest is an error, not
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 
 from ..config import GitTagsUpstream, KernelOrgUpstream
 from ..errors import UpstreamError
+from ..formats import jsondoc
 from . import Release
 from .git_tags import latest, ls_remote_tags
 from .net import http_get
@@ -51,8 +51,8 @@ def from_releases_json(upstream: KernelOrgUpstream, data: bytes) -> Release:
         return UpstreamError(upstream.name, upstream.url, reason)
 
     try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        doc = jsondoc.parse(data)
+    except ValueError as exc:
         raise bad(f"not valid JSON: {exc}") from None
     releases = doc.get("releases") if isinstance(doc, dict) else None
     if not isinstance(releases, list):
