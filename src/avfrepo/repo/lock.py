@@ -33,18 +33,25 @@ def _holder(fd: int) -> str:
 
 
 def _open(path: Path):
-    """The lock file, never through a symbolic link (which would let a planted link truncate its
-    target), and only a regular file."""
+    """The lock file, never through a symbolic link, and only a regular file with one link:
+    the holder truncates and writes it, so a planted symbolic or hard link to another file
+    would have that file truncated."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY,
+                     0o644)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise AvfrepoError(f"{path}: is a symbolic link; the lock must be a regular file "
                                "(remove the link)") from None
         raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise AvfrepoError(f"{path}: not a regular file; the lock must be one")
+    if st.st_nlink != 1:
+        os.close(fd)
+        raise AvfrepoError(f"{path}: has {st.st_nlink} hard links; the lock must be a file of its own "
+                           "(remove it: avfrepo creates it again)")
     return fd
 
 
