@@ -322,3 +322,15 @@ def test_read_tree_file_as_text_refuses_what_is_not_utf8(tmp_path):
     assert fsutil.read_tree_file(tree, "unit") == b"[Unit]\n\xe9t\xe9\n"
     with pytest.raises(fsutil.TreeFileError, match=r"^unit is not UTF-8 text \(byte 0xe9 at offset 7\)$"):
         fsutil.read_tree_file(tree, "unit", text=True)
+
+
+def test_remove_swap_leftovers_removes_a_killed_atomic_write_s_temporary_file(tmp_path):
+    (tmp_path / ".avfrepo-state.json.k1ll3d.tmp").write_text("{half")     # what atomic_write leaves
+    (tmp_path / "avfrepo-state.json").write_text("{}")
+    (tmp_path / "notes.tmp").write_text("not ours")
+    (tmp_path / ".gitignore").write_text("x")
+    (tmp_path / ".link.abc.tmp").symlink_to(tmp_path / "avfrepo-state.json")
+    gone = fsutil.remove_swap_leftovers(tmp_path)
+    assert [p.name for p in gone] == [".avfrepo-state.json.k1ll3d.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gitignore", ".link.abc.tmp", "avfrepo-state.json",
+                                                          "notes.tmp"]

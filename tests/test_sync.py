@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 
@@ -302,3 +303,91 @@ def test_sync_of_an_upstream_no_package_reads_asks_it_and_records_it(tmp_path, a
     assert list(report.upstreams) == ["libwebsockets"] and report.upstreams["libwebsockets"]["version"] == "1.7.7"
     assert report.packages == [] and report.written
     assert state_mod.load(cfg.state_file).upstreams["libwebsockets"].version == "1.7.7"
+
+
+# `avfrepo ARGS...` that SIGKILLs itself at rename number N (os.replace, os.rename and the
+# directory exchange of fsutil.replace_dir), just before it or just after it; N = -1 counts
+# them instead (printed last on stdout)
+_KILL_AT_RENAME = """
+import os, signal, sys
+from avfrepo import fsutil
+from avfrepo.cli import main
+n, when, count = int(sys.argv[1]), sys.argv[2], [0]
+def hooked(real):
+    def rename(*args, **kw):
+        i = count[0]
+        count[0] += 1
+        if i == n and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        out = real(*args, **kw)
+        if i == n and when == "after":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+    return rename
+os.replace, os.rename, fsutil._exchange = hooked(os.replace), hooked(os.rename), hooked(fsutil._exchange)
+code = main(sys.argv[3:])
+print(count[0])
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_at_every_rename_of_sync_then_sync_commit_commits_no_leftover(cfg, avf):
+    import signal
+    import subprocess
+    import sys
+
+    import git
+
+    from avfrepo import render_record
+    from avfrepo.cli import main
+    repo = git.Repo.init(cfg.root)
+    repo.git.execute(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q",
+                      "--allow-empty", "-m", "init"])
+    assert main(["--config", str(cfg.file), "sync", "--commit"]) == 0
+    base = repo.head.commit.hexsha
+    record = render_record.path(cfg.cache).read_bytes()
+    # the sync under the kills: a new tag (the state file changes), a file of one package and
+    # another whole package missing (written again: one directory exchanged, one renamed in)
+    avf.tag("android-16.0.0_r11", "android-16.0.0_r10")
+
+    def start() -> None:
+        repo.git.reset("-q", "--hard", base)           # the test's own repository
+        repo.git.clean("-q", "-fdx", "--", str(cfg.pkgbuilds))
+        render_record.path(cfg.cache).write_bytes(record)
+        (cfg.pkgbuilds / "avf-config/80-avf.preset").unlink()
+        shutil.rmtree(cfg.pkgbuilds / "avf-keyring")
+
+    def killed_sync(n: int, when: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", _KILL_AT_RENAME, str(n), when, "--config", str(cfg.file),
+                               "sync"], capture_output=True, text=True)
+
+    start()
+    probe = killed_sync(-1, "-")
+    assert probe.returncode == 0, probe.stderr
+    renames = int(probe.stdout.split()[-1])
+    assert renames >= 4, renames          # the exchange, the rename in, the state file, the render record
+    reference, ref_state = read_tree(cfg.pkgbuilds), state_mod.load(cfg.state_file)
+    assert "android-16.0.0_r11" in reference["avfrepo-state.json"].decode()
+    for n in range(renames):
+        for when in ("before", "after"):
+            start()
+            assert killed_sync(n, when).returncode == -signal.SIGKILL, (n, when)
+            assert main(["--config", str(cfg.file), "sync", "--commit"]) == 0, (n, when)
+            committed = repo.git.ls_tree("-r", "--name-only", "HEAD").split()
+            assert not [f for f in committed if f.endswith(".tmp") or ".new." in f or f.endswith(".old")], \
+                (n, when, committed)
+            assert sorted(p.name for p in cfg.pkgbuilds.iterdir()) == \
+                ["avf-config", "avf-keyring", "avfrepo-state.json"], (n, when)
+            now, state = read_tree(cfg.pkgbuilds), state_mod.load(cfg.state_file)
+            assert {k: v for k, v in now.items() if k != "avfrepo-state.json"} == \
+                {k: v for k, v in reference.items() if k != "avfrepo-state.json"}, (n, when)
+            # (a package a killed run already wrote is "unchanged" to this one, so its record
+            # keeps the release it was rendered from: only the upstream records must agree)
+            assert (state.upstreams, state.seen) == (ref_state.upstreams, ref_state.seen), (n, when)
+            assert {p: s.full_version for p, s in state.packages.items()} == \
+                {p: s.full_version for p, s in ref_state.packages.items()}, (n, when)
+            # committed, unless the killed run had written everything (then there is nothing
+            # left for this sync to write, and --commit commits what this sync wrote)
+            head = repo.head.commit.hexsha
+            assert head == base or not repo.git.status("--porcelain", "--", str(cfg.pkgbuilds)), (n, when)

@@ -56,14 +56,19 @@ def _leftovers(target: Path) -> list[Path]:
 
 
 def remove_swap_leftovers(parent: Path) -> list[Path]:
-    """Remove the staging and old copies replace_dir's killed runs left under parent (so a
-    later `git add --all` never commits them). Returns what was removed."""
+    """Remove the staging and old copies replace_dir's killed runs left under parent, and the
+    temporary files of atomic_write's (`.<name>.<random>.tmp`), so that a later
+    `git add --all` never commits them. Returns what was removed."""
     gone = []
     if parent.is_dir():
         for p in parent.iterdir():
-            if p.name.startswith(".") and (".new." in p.name or p.name.endswith(".old")) and p.is_dir() \
-                    and not p.is_symlink():
+            if not p.name.startswith(".") or p.is_symlink():
+                continue
+            if (".new." in p.name or p.name.endswith(".old")) and p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
+                gone.append(p)
+            elif p.name.endswith(".tmp") and p.name.count(".") >= 3 and p.is_file():
+                p.unlink(missing_ok=True)
                 gone.append(p)
     return gone
 

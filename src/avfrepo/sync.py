@@ -210,16 +210,21 @@ def commit_message(report: SyncReport) -> str:
 
 
 def commit(cfg: Config, report: SyncReport) -> str | None:
-    """Record what sync wrote under pkgbuilds/ as one git commit; returns its sha."""
+    """Record what this sync wrote under pkgbuilds/ as one git commit; returns its sha.
+
+    Only the state file and the directories of the packages it wrote are committed: never a
+    killed run's temporary files or staging copies (removed first anyway), nor a refused
+    package's hand edits."""
     import git
     try:
         repo = git.Repo(cfg.pkgbuilds, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise ConfigError(f"--commit: {cfg.pkgbuilds} is not inside a git work tree") from None
-    remove_swap_leftovers(cfg.pkgbuilds)        # a killed sync's staging copies are never committed
+    remove_swap_leftovers(cfg.pkgbuilds)        # a killed sync's staging copies and temporary files
+    paths = [str(cfg.state_file), *(str(cfg.pkgbuilds / p.name) for p in report.changed)]
     try:
-        repo.git.add("--all", "--", str(cfg.pkgbuilds))
-        if not repo.index.diff("HEAD" if repo.head.is_valid() else None) and repo.head.is_valid():
+        repo.git.add("--all", "--", *paths)
+        if repo.head.is_valid() and not repo.index.diff("HEAD", paths=paths):
             return None
         identity = []
         if not _git_config(repo, "user.email"):
@@ -227,7 +232,7 @@ def commit(cfg: Config, report: SyncReport) -> str | None:
             m = re.fullmatch(r"\s*(.*?)\s*<([^>]+)>\s*", cfg.build.packager)
             name, email = (m.group(1) or "avfrepo", m.group(2)) if m else ("avfrepo", "avfrepo@example.invalid")
             identity = ["-c", f"user.name={name}", "-c", f"user.email={email}"]
-        repo.git.execute(["git", *identity, "commit", "-q", "-m", commit_message(report), "--", str(cfg.pkgbuilds)])
+        repo.git.execute(["git", *identity, "commit", "-q", "-m", commit_message(report), "--", *paths])
     except git.GitCommandError as exc:
         raise AvfrepoError(f"--commit: git failed: {(exc.stderr or str(exc)).strip().splitlines()[-1]}") from None
     return repo.head.commit.hexsha
