@@ -94,14 +94,20 @@ def test_a_new_tag_that_changes_an_agent_renders_the_agents_alone(cfg, avf, rend
         "avf-config": ("unchanged", None), "avf-guest-agents": ("bump", "16.0.0.r11-1"), "avf-base": ("unchanged", None)}
 
 
-def test_a_hand_edited_pkgbuild_is_rendered_and_restored(cfg, renders):
+def test_a_hand_edited_pkgbuild_is_rendered_refused_and_the_refusal_kept(cfg, renders):
     sync(cfg)
     renders.clear()
     pkgbuild = cfg.pkgbuilds / "avf-config/PKGBUILD"
     pkgbuild.write_text(pkgbuild.read_text().replace("sudo", "doas"))
     report = sync(cfg)
     assert renders == ["avf-config"]
-    assert report.packages[0].action == "restored" and "doas" not in pkgbuild.read_text()
+    assert report.packages[0].action == "refused" and "doas" in pkgbuild.read_text()
+    renders.clear()
+    again = sync(cfg)                   # the same directory, the same refusal: not rendered again
+    assert renders == [] and again.packages[0].problems == report.packages[0].problems
+    # --discard-edits renders it whatever the record says, and writes it
+    assert sync(cfg, discard_edits=["avf-config"]).packages[0].action == "restored"
+    assert renders == ["avf-config"] and "doas" not in pkgbuild.read_text()
     renders.clear()
     assert [p.action for p in sync(cfg).packages] == ["unchanged", "unchanged"] and renders == []
 

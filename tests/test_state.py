@@ -166,6 +166,19 @@ def test_deep_nesting_and_bad_bytes_are_one_line_errors_naming_the_file(tmp_path
     assert len(message) < 400
 
 
+def test_the_files_sync_wrote_round_trip_and_are_type_checked(tmp_path):
+    path = tmp_path / "avfrepo-state.json"
+    st = sample()
+    st.packages["avf-config"] = PackageState("16.0.0.r10", 2, "f" * 64, files={"PKGBUILD": "a" * 64})
+    state_mod.save(path, st)
+    assert state_mod.load(path).packages["avf-config"].files == {"PKGBUILD": "a" * 64}
+    data = json.loads(path.read_text())
+    data["packages"]["avf-config"]["files"] = {"PKGBUILD": 1}
+    path.write_text(json.dumps(data))
+    with pytest.raises(StateError, match="packages.avf-config.files must be"):
+        state_mod.load(path)
+
+
 def test_the_command_line_names_a_state_file_nested_too_deep_in_one_line(cfg, capsys):
     from avfrepo.cli import main
     cfg.state_file.parent.mkdir(parents=True)

@@ -164,14 +164,96 @@ def test_unreachable_upstream_refuses_its_packages_and_leaves_pkgbuilds_untouche
     assert snapshot(cfg) == before
 
 
-def test_hand_edited_pkgbuild_is_restored_without_a_bump(cfg):
+def test_hand_edited_pkgbuild_is_refused_with_the_diff_and_left_as_it_is(cfg, capsys):
+    from avfrepo.cli import main
     sync(cfg)
-    pkgbuild = cfg.pkgbuilds / "avf-config/PKGBUILD"
-    pkgbuild.write_text(pkgbuild.read_text().replace("sudo", "doas"))
+    pkgdir = cfg.pkgbuilds / "avf-config"
+    pkgbuild = pkgdir / "PKGBUILD"
+    pkgbuild.write_text(pkgbuild.read_text() + "# a maintainer's line\n")
+    (pkgdir / "fix.patch").write_text("--- a/x\n+++ b/x\n")
+    (pkgdir / "80-avf.preset").unlink()
+    before = read_tree(pkgdir)
+    assert main(["--config", str(cfg.file), "sync"]) == 1
+    out = capsys.readouterr().out
+    assert "avf-config             refused" in out
+    assert ("changed PKGBUILD; added fix.patch; missing 80-avf.preset): left as it is. "
+            f"To drop the edit: `git checkout -- {pkgdir}` and delete the added files; "
+            "to let sync rewrite it: `avfrepo sync --discard-edits avf-config`") in out
+    assert "--- PKGBUILD (as sync wrote it)\n" in out and "+++ PKGBUILD (now)\n" in out
+    assert "\n        +# a maintainer's line\n" in out
+    assert read_tree(pkgdir) == before                 # nothing rewritten, nothing deleted
+    st = state_mod.load(cfg.state_file)
+    assert st.packages["avf-config"].full_version == "16.0.0.r10-1"
+    # refused again, as long as the edit is there
+    again = sync(cfg)
+    assert actions(again)["avf-config"] == "refused" and "changed PKGBUILD" in again.packages[0].problems[0]
+    assert read_tree(pkgdir) == before
+    # the maintainer lets sync rewrite it
+    report = sync(cfg, discard_edits=["avf-config"])
+    p = report.packages[0]
+    assert (p.action, p.new) == ("restored", "16.0.0.r10-1")
+    assert any("--discard-edits: changed PKGBUILD; added fix.patch; missing 80-avf.preset dropped" in r
+               for r in p.reasons)
+    assert "maintainer" not in pkgbuild.read_text() and not (pkgdir / "fix.patch").exists()
+    assert (pkgdir / "80-avf.preset").exists()
+    assert actions(sync(cfg)) == {"avf-config": "unchanged", "avf-keyring": "unchanged"}
+
+
+def test_an_added_file_alone_is_refused_too(cfg):
+    sync(cfg)
+    (cfg.pkgbuilds / "avf-config/notes.txt").write_text("mine\n")
+    report = sync(cfg)
+    assert actions(report)["avf-config"] == "refused"
+    assert "(added notes.txt): left as it is" in report.packages[0].problems[0]
+    assert (cfg.pkgbuilds / "avf-config/notes.txt").read_text() == "mine\n"
+
+
+def test_a_hand_edit_is_not_lost_to_a_bump_either(cfg, monkeypatch):
+    sync(cfg)
+    preset = cfg.pkgbuilds / "avf-config/80-avf.preset"
+    preset.write_text(preset.read_text() + "enable mine.service\n")
+    before = read_tree(cfg.pkgbuilds / "avf-config")
+    monkeypatch.setattr(avf_config, "ENABLED", avf_config.ENABLED + ("systemd-timesyncd.service",))
+    report = sync(cfg, rerender=True)          # inputs changed: a pkgrel bump would rewrite the directory
+    p = report.packages[0]
+    assert (p.action, p.new) == ("refused", None)
+    assert "(changed 80-avf.preset): left as it is" in p.problems[0]
+    # the render changed that file too, so the bytes sync wrote are known only by their sha256
+    assert "80-avf.preset: sha256 " in p.problems[0] and "(`git diff` shows the edit)" in p.problems[0]
+    assert read_tree(cfg.pkgbuilds / "avf-config") == before
+    report = sync(cfg, rerender=True, discard_edits=["avf-config"])
+    assert (report.packages[0].action, report.packages[0].new) == ("bump", "16.0.0.r10-2")
+    assert "enable mine.service" not in preset.read_text() and "systemd-timesyncd" in preset.read_text()
+
+
+def test_a_missing_file_is_written_again_without_a_bump(cfg):
+    sync(cfg)
+    (cfg.pkgbuilds / "avf-config/80-avf.preset").unlink()
     report = sync(cfg)
     p = report.packages[0]
     assert (p.action, p.new) == ("restored", "16.0.0.r10-1")
-    assert "doas" not in pkgbuild.read_text()
+    assert "80-avf.preset not as rendered at 16.0.0.r10-1" in p.reasons[-1]
+    assert (cfg.pkgbuilds / "avf-config/80-avf.preset").exists()
+
+
+def test_a_state_from_before_files_were_recorded_still_sees_edits_and_records_them(cfg):
+    sync(cfg)
+    data = json.loads(cfg.state_file.read_text())
+    for pk in data["packages"].values():
+        del pk["files"]
+    cfg.state_file.write_text(json.dumps(data))
+    (cfg.pkgbuilds / "avf-config/PKGBUILD").write_text("# replaced\n")
+    report = sync(cfg)
+    assert actions(report) == {"avf-config": "refused", "avf-keyring": "unchanged"}
+    assert "-pkgname=avf-config" in report.packages[0].problems[0]
+    st = state_mod.load(cfg.state_file)          # the unchanged keyring's files are recorded now
+    assert set(st.packages["avf-keyring"].files) == set(read_tree(cfg.pkgbuilds / "avf-keyring")) - {".SRCINFO"}
+    assert st.packages["avf-config"].files == {}
+
+
+def test_discard_edits_names_a_package_this_sync_renders(cfg):
+    with pytest.raises(config_mod.ConfigError, match="--discard-edits: avf-bogus is not a package"):
+        sync(cfg, discard_edits=["avf-bogus"])
 
 
 def test_missing_signing_key_refuses_the_keyring_only(cfg, tmp_path):
@@ -291,6 +373,26 @@ def test_commit_never_records_the_staging_copy_of_a_killed_sync(cfg, avf):
     files = set(repo.git.show("--name-only", "--format=", "HEAD").split())
     assert not any(".new." in f for f in files), files
     assert not stale.exists()
+
+
+def test_commit_records_what_this_sync_wrote_never_a_refused_package_s_edit(cfg, avf):
+    import git
+    from avfrepo.sync import commit
+    repo = git.Repo.init(cfg.root)
+    repo.git.execute(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q",
+                      "--allow-empty", "-m", "init"])
+    commit(cfg, sync(cfg))
+    pkgbuild = cfg.pkgbuilds / "avf-config/PKGBUILD"
+    pkgbuild.write_text(pkgbuild.read_text() + "# mine\n")
+    shutil.rmtree(cfg.pkgbuilds / "avf-keyring")
+    avf.tag("android-16.0.0_r11", "android-16.0.0_r10")
+    report = sync(cfg)
+    assert actions(report) == {"avf-config": "refused", "avf-keyring": "restored"}
+    assert commit(cfg, report)
+    files = set(repo.git.show("--name-only", "--format=", "HEAD").split())
+    assert files == {"pkgbuilds/avfrepo-state.json"}         # the keyring came back byte for byte
+    assert "pkgbuilds/avf-config/PKGBUILD" in repo.git.status("--porcelain")     # the edit stays, uncommitted
+    assert "# mine" in pkgbuild.read_text()
 
 
 def test_sync_of_an_upstream_no_package_reads_asks_it_and_records_it(tmp_path, avf, signing_home):

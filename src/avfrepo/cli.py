@@ -41,7 +41,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     report, sha = SyncReport(dry_run=args.dry_run), None
     try:
         cfg = config_mod.load(args.config)
-        report = sync(cfg, dry_run=args.dry_run, only=args.names or None, rerender=args.rerender)
+        report = sync(cfg, dry_run=args.dry_run, only=args.names or None, rerender=args.rerender,
+                      discard_edits=args.discard_edits)
         if args.commit and report.written:
             sha = commit(cfg, report)
     except Exception as exc:
@@ -363,7 +364,9 @@ def parser() -> argparse.ArgumentParser:
              "every upstream answered. A package whose inputs (upstream releases, avfrepo.toml,\n"
              "its pkgbuilds/ directory, the key, avfrepo and its tools) are those of its last\n"
              "render is not rendered again (record: <cache>/sync-inputs.json; --rerender ignores\n"
-             "it). Exit 0 applied/nothing to do, 1 refused, 2 usage.")
+             "it). A package directory with a file changed or added by hand since sync wrote it is\n"
+             "refused with the diff and left as it is: drop the edit (git checkout), or let sync\n"
+             "rewrite it with --discard-edits NAME. Exit 0 applied/nothing to do, 1 refused, 2 usage.")
     sp.add_argument("names", nargs="*", metavar="NAME", help="limit to these packages or upstreams")
     sp.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
     sp.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -371,6 +374,9 @@ def parser() -> argparse.ArgumentParser:
                     help="commit what changed under pkgbuilds/ (one git commit listing packages and reasons)")
     sp.add_argument("--rerender", action="store_true",
                     help="render every package, even those whose inputs are as at their last render")
+    sp.add_argument("--discard-edits", action="append", default=[], metavar="PKG",
+                    help="rewrite pkgbuilds/PKG as sync renders it even where it was edited by hand "
+                         "(the edits are lost; repeatable)")
 
     sp = add("build", cmd_build, "build what changed, sign and publish it",
              "Build every package whose PKGBUILD version is newer than the repository's (and the\n"

@@ -9,7 +9,9 @@ release (tag) sync was ever shown, with its commit, whatever rendered or was ref
 recorded tag that later points at another commit is an alarm, and a newest release older
 than the newest one seen is refused, also while a package reading that upstream is refused.
 Per package it keeps, for each tree it reads, a digest of exactly the files it read there
-(git's blob ids), so that a new tag whose files are byte-identical changes nothing.
+(git's blob ids), so that a new tag whose files are byte-identical changes nothing, and the
+sha256 of every file it wrote into pkgbuilds/<package>/ (but .SRCINFO, which it regenerates),
+so that a file changed or added there by hand is seen, never silently overwritten.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class PackageState:
     inputs: str                                   # sha256 over the rendered inputs
     upstreams: dict[str, str] = field(default_factory=dict)   # upstream -> version used
     trees: dict[str, TreeRecord] = field(default_factory=dict)  # upstream -> what it read there
+    files: dict[str, str] = field(default_factory=dict)   # file sync wrote in its directory -> sha256
 
     @property
     def full_version(self) -> str:
@@ -128,6 +131,8 @@ def _check_types(state: State) -> None:
         want(isinstance(pk.upstreams, dict) and all(isinstance(k, str) and isinstance(v, str)
                                                     for k, v in pk.upstreams.items()),
              f"packages.{name}.upstreams", "an object of strings")
+        want(isinstance(pk.files, dict) and all(isinstance(v, str) and len(v) == 64 for v in pk.files.values()),
+             f"packages.{name}.files", "an object of sha256 strings")
         for u, t in pk.trees.items():
             want(all(isinstance(x, str) and x for x in (t.version, t.commit, t.content)),
                  f"packages.{name}.trees.{u}", "version, commit and content strings")

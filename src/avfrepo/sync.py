@@ -20,6 +20,11 @@ Bump rules, per package:
 - inputs changed, upstream pkgver newer -> that pkgver, pkgrel 1;
 - inputs changed, same upstream pkgver -> pkgrel + 1;
 - upstream pkgver older than the recorded one -> refused (never a downgrade).
+
+A package directory is sync's output: a file changed or added there since sync wrote it (a
+hand edit, hand_edits.py) is never overwritten or deleted, by a rewrite or a bump: the package
+is refused with the diff until the edit is dropped, or `sync --discard-edits NAME` lets sync
+rewrite it. A file that is only missing is written again ("restored", same version).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import packages, render_record, signing, state as state_mod
+from . import hand_edits, packages, render_record, signing, state as state_mod
 from .config import Config
 from .errors import AvfrepoError, ConfigError, SigningError, UpstreamError
 from .fsutil import read_tree, remove_swap_leftovers, replace_dir
@@ -113,9 +118,10 @@ def _decide(r: PackageReport, rendered: packages.Rendered, prev: state_mod.Packa
         if moved:
             r.reasons.append("inputs unchanged despite " + ", ".join(moved) + ": no bump")
         expected = rendered.finalize(prev.pkgver, prev.pkgrel)
-        if any(on_disk.get(k) != v for k, v in expected.items()):
+        if differ := sorted(k for k, v in expected.items() if on_disk.get(k) != v):
             r.action, r.new = "restored", prev.full_version
-            r.reasons.append("pkgbuilds directory differed from the recorded render: rewritten, same version")
+            r.reasons.append(f"{', '.join(differ)} not as rendered at {prev.full_version} (missing, or the state "
+                             "file changed): written again, same version")
             return prev.pkgver, prev.pkgrel
         return None
     if c > 0:
@@ -127,6 +133,18 @@ def _decide(r: PackageReport, rendered: packages.Rendered, prev: state_mod.Packa
     r.action, r.new = "bump", f"{prev.pkgver}-{prev.pkgrel + 1}"
     r.reasons.append("inputs changed at the same upstream version: pkgrel + 1")
     return prev.pkgver, prev.pkgrel + 1
+
+
+def _edits_since_written(cfg: Config, module, rendered: packages.Rendered, prev: state_mod.PackageState,
+                         on_disk: dict[str, bytes], files: dict[str, bytes] | None):
+    """(the hand edits writing `files` would lose, the render at the recorded version, the
+    sha256 of the files sync wrote or None)."""
+    before = rendered.finalize(prev.pkgver, prev.pkgrel)
+    # a state from before the files were recorded: the render at the recorded version is what
+    # sync wrote when the inputs are those of that render
+    wrote = prev.files or (hand_edits.written(before) if rendered.inputs_hash() == prev.inputs else None)
+    kept = functools.partial(getattr(module, "kept_inputs", lambda config, rel: False), cfg)
+    return hand_edits.find(wrote, on_disk, files or before, before, kept), before, wrote
 
 
 @dataclass
@@ -379,12 +397,16 @@ def _pinned(name: str, prev: state_mod.PackageState | None, releases: dict[str, 
 
 
 def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
-         rerender: bool = False) -> SyncReport:
+         rerender: bool = False, discard_edits: tuple[str, ...] | list[str] = ()) -> SyncReport:
+    """discard_edits: packages whose directory sync may rewrite even where it was edited by hand."""
     report = SyncReport(dry_run=dry_run)
     st = state_mod.load(cfg.state_file)
     seen_before = state_mod.State(seen={u: dict(t) for u, t in st.seen.items()}).to_json()
     registry = _enabled(cfg)
     wanted, report.skipped = _select(cfg, registry, only)
+    if stray := [n for n in discard_edits if n not in wanted]:
+        raise ConfigError(f"--discard-edits: {', '.join(stray)} is not a package this sync renders "
+                          f"({', '.join(wanted) or 'none'})")
     # what the packages read, and an upstream named on the command line even when none reads it
     named = {n for n in only or () if n in cfg.upstreams and n not in registry}
     needed_upstreams = sorted({u for n in wanted for u in registry[n].UPSTREAMS} | named)
@@ -431,7 +453,7 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
             return "render"
         return "refusal" if name in record.refusals and record.refusals[name][0] == d else None
 
-    cached = {n for n in todo if as_last_time(n, sees(n))}
+    cached = {n for n in todo if n not in discard_edits and as_last_time(n, sees(n))}
 
     # 4. fetch the upstream trees the packages to render read (only the paths they declare)
     trees = _fetch_trees(cfg, [registry[n] for n in todo if n not in cached], releases)
@@ -449,6 +471,7 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
     seen_available: dict[str, dict] = {}
     lasting: dict[str, list[str]] = {}            # refusals that are verdicts on the inputs
     trees_read: dict[str, dict[str, state_mod.TreeRecord]] = {}
+    files_found: dict[str, dict[str, str]] = {}   # unchanged packages: what sync wrote, where unrecorded
     for name in todo:
         r = reports[name]
         prev = st.packages.get(name)
@@ -486,8 +509,25 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
         try:
             rendered = registry[name].render(ctx)
             on_disk = {k: v for k, v in on_disk_all[name].items() if k != ".SRCINFO"}
+            said = len(r.reasons)
             decision = _decide(r, rendered, prev, on_disk)
             files = rendered.finalize(*decision) if decision else None
+            if prev is not None and r.action != "refused":
+                edits, before, wrote = _edits_since_written(cfg, registry[name], rendered, prev, on_disk, files)
+                if edits and name not in discard_edits:
+                    r.action, r.new = "refused", None
+                    del r.reasons[said:]                # what _decide would have done: not done
+                    r.problems.append(hand_edits.refusal(cfg.pkgbuilds / name, name, edits))
+                    lasting[name] = r.problems
+                    continue
+                if edits:
+                    if decision is None or r.action == "restored":
+                        del r.reasons[said:]
+                        decision = prev.pkgver, prev.pkgrel
+                        r.action, r.new, files = "restored", prev.full_version, before
+                    r.reasons.append(f"--discard-edits: {edits.summary()} dropped, written as sync renders it")
+                elif decision is None and not prev.files and wrote:
+                    files_found[name] = wrote
         except (RenderProblem, UpstreamError) as exc:
             r.action = "refused"
             r.problems.append(str(exc))
@@ -525,6 +565,10 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
                 and reports[name].action == "unchanged":
             st.packages[name] = dataclasses.replace(st.packages[name], trees=got)
             upstreams_moved = True
+    for name, got in files_found.items():       # recorded once for a state from before they were
+        if name not in staged and reports[name].action == "unchanged":
+            st.packages[name] = dataclasses.replace(st.packages[name], files=got)
+            upstreams_moved = True
     seen_moved = state_mod.State(seen=st.seen).to_json() != seen_before
     if dry_run:
         return report
@@ -534,7 +578,8 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
             replace_dir(cfg.pkgbuilds / name, files)
             on_disk_all[name] = files
             st.packages[name] = state_mod.PackageState(pkgver, pkgrel, rendered.inputs_hash(),
-                                                       dict(rendered.upstreams), trees_read.get(name, {}))
+                                                       dict(rendered.upstreams), trees_read.get(name, {}),
+                                                       hand_edits.written(files))
         st.upstreams.update(new_upstreams)
         state_mod.save(cfg.state_file, st)
         report.written = True
