@@ -59,6 +59,7 @@ def refused_kernel(tmp_path, avf, kernel, signing_home):
     report = sync(cfg)
     assert actions(report) == {"avf-config": "new", "linux-avf": "refused"}
     assert "does not apply to Linux 6.1.159" in report.packages[1].problems[0]
+    assert not report.packages[1].transient and report.to_json()["refusals"][0].startswith("linux-avf: AVF")
     return cfg
 
 
@@ -129,6 +130,7 @@ def test_an_unreachable_download_refuses_only_the_package_that_needs_it(tmp_path
     report = sync(cfg)
     assert actions(report) == {"avf-config": "new", "linux-avf": "refused"}
     assert "linux-6.1.158.tar.xz" in report.packages[1].problems[0]
+    assert report.packages[1].transient and report.to_json()["refusals"] == []     # an outage, no verdict
     assert (cfg.pkgbuilds / "avf-config/PKGBUILD").is_file() and not (cfg.pkgbuilds / "linux-avf").exists()
     # a failed download is no verdict on the inputs: the next sync tries again, and renders
     kernel.srv.routes["/pub/linux/kernel/v6.x/linux-6.1.158.tar.xz"] = kernel.tarballs["6.1.158"]
@@ -143,7 +145,8 @@ def test_json_is_a_complete_report_on_a_network_failure(cfg, tmp_path, capsys):
     assert main(["--config", str(tmp_path / "broken.toml"), "sync", "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["refused"] is True and data["error"] is None
-    assert "offline" in data["upstreams"]["avf"]["error"]
+    assert "offline" in data["upstreams"]["avf"]["error"] and data["refusals"] == []
+    assert data["packages"][0]["transient"] is True
     assert {p["name"]: p["action"] for p in data["packages"]} == {"avf-config": "refused", "avf-keyring": "unchanged"}
 
 

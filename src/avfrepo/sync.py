@@ -58,10 +58,13 @@ class PackageReport:
     new: str | None = None
     reasons: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # refused only because something failed that the next sync tries again (an upstream, a
+    # fetch, a download, a tool), not by a verdict on its inputs
+    transient: bool = False
 
     def to_json(self) -> dict:
         return {"name": self.name, "action": self.action, "old": self.old, "new": self.new,
-                "reasons": self.reasons, "problems": self.problems}
+                "reasons": self.reasons, "problems": self.problems, "transient": self.transient}
 
 
 @dataclass
@@ -84,12 +87,13 @@ class SyncReport:
 
     def to_json(self) -> dict:
         # "unreachable": the upstreams that could not be asked (an outage: the next sync retries);
-        # "refusals": every problem that is not one of those (a verdict a maintainer must read).
+        # "refusals": every problem that is not one of those, nor of a package refused only for a
+        # failed fetch, download or tool (transient): a verdict a maintainer must read.
         # `refused` stays true for both; scripts tell them apart with these two keys.
         unreachable = {n: i["error"] for n, i in self.upstreams.items() if "error" in i}
         outage = set(unreachable.values())
         refusals = [x for x in self.problems if x not in outage]
-        refusals += [f"{p.name}: {x}" for p in self.packages for x in p.problems
+        refusals += [f"{p.name}: {x}" for p in self.packages if not p.transient for x in p.problems
                      if x not in outage and x not in self.problems]
         return {"dry_run": self.dry_run, "written": self.written, "upstreams": self.upstreams,
                 "packages": [p.to_json() for p in self.packages], "problems": self.problems,
@@ -421,6 +425,7 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
             prev = st.packages.get(n)
             reports[n].action, reports[n].old = "refused", prev.full_version if prev else None
             reports[n].problems += [blocked[u] for u in reads]
+            reports[n].transient = all(blocked[u] == report.upstreams[u].get("error") for u in reads)
     todo = [n for n in wanted if reports[n].action != "refused"]
 
     # 3. which packages need a render at all: the others' inputs are those of their last
@@ -500,6 +505,8 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
             r.problems.append(str(exc))
             if isinstance(exc, RenderProblem) and not isinstance(exc, ToolProblem):
                 lasting[name] = r.problems
+            else:
+                r.transient = True
             continue
         keep, kept_why = _pinned(name, prev, releases, trees.contents)
         rels = {**releases, **keep}
@@ -533,6 +540,8 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
             r.problems.append(str(exc))
             if isinstance(exc, RenderProblem) and not isinstance(exc, ToolProblem):
                 lasting[name] = r.problems
+            else:
+                r.transient = True
             continue
         r.reasons[:0] = kept_why
         trees_read[name] = {u: state_mod.TreeRecord(rels[u].version, rels[u].commit, trees.contents[(name, u)])
