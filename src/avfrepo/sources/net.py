@@ -249,7 +249,7 @@ class GitResult(NamedTuple):
 
 
 def git(upstream: str, url: str, net: NetPolicy, args: Sequence[str], *, cwd: Path | None = None,
-        input: bytes | None = None, retry: bool = True, before: Callable[[], None] | None = None) -> GitResult:
+        input: bytes | None = None, before: Callable[[], None] | None = None) -> GitResult:
     """`git ARGS`, a command that may talk to url (a fetch, a clone, a checkout or
     cat-file of a partial clone fetching blobs), bounded by the upstream's NetPolicy:
 
@@ -257,7 +257,7 @@ def git(upstream: str, url: str, net: NetPolicy, args: Sequence[str], *, cwd: Pa
       its transport helpers (git-remote-https, ssh, a lazy fetch) when the deadline passes;
     - over http(s), by net.timeout without a byte: curl's low-speed limit (http.lowSpeedLimit=1,
       http.lowSpeedTime=timeout), so a server that stalls is left long before the deadline;
-    - retried by net's schedule (retry=False: one try) unless git's words say asking again
+    - retried by net's schedule unless git's words say asking again
       cannot help (GIT_PERMANENT); before() runs before each try (to clear a clone's debris).
 
     Raises UpstreamError naming the upstream, the url and the git command."""
@@ -298,7 +298,7 @@ def git(upstream: str, url: str, net: NetPolicy, args: Sequence[str], *, cwd: Pa
             raise UpstreamError(upstream, url, reason)
         raise Transient(reason)
 
-    return with_retries(upstream, url, net if retry else NetPolicy(net.timeout, 0, net.backoff, net.deadline), attempt)
+    return with_retries(upstream, url, net, attempt)
 
 
 def _root_cause(exc: BaseException) -> str:
