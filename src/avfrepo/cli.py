@@ -1,6 +1,6 @@
 """The `avfrepo` command: parse arguments, call one library function, print, exit.
 
-Exit codes: 0 done (or nothing to do), 1 something refused or failed, 2 usage or config error.
+Exit codes: the table in EPILOG (and README.md), the one place they are defined.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from .errors import AvfrepoError, ConfigError, describe
 
 EPILOG = """\
 configuration: avfrepo.toml in the current directory, or --config FILE, or $AVFREPO_CONFIG.
-exit codes: 0 done or nothing to do, 1 something refused or failed, 2 bad usage or config.
+
+exit codes (every command):
+  0    done, or nothing to do (a package `repo rollback` holds is reported "held", not an error)
+  1    refused or failed: something was checked and said no, or a tool failed (named)
+  2    usage or configuration: a bad option, config key or value, an unknown package name,
+       or a check before work failed (a tool missing, no build user, no key, read-only repo)
+  3    pending: `status` found something not yet published
+  141  the output was closed early (`avfrepo repo list | head`): it stops quietly, as git does
 
 the update cycle:
   avfrepo key init        once: create the repository signing key
@@ -292,12 +299,15 @@ def cmd_image(args: argparse.Namespace) -> int:
             for row in result.avf_packages:
                 pub = ", ".join(sorted({v or "not published" for v in row["published"].values()}))
                 print(f"    {row['pkgbase']:<22} {row['pkgbuild']:<22} {pub}")
+        if result.signing_key:
+            print(f"  would sign with {result.signing_key}: {', '.join(result.signatures)}")
         for problem in result.problems:
             print(f"  before building: {problem}")
         print("dry run: nothing written")
     else:
         print(f"{result.output}: {result.archive_bytes / (1 << 20):.1f} MiB, {len(result.packages)} packages, "
               f"built in {result.seconds:.1f} s")
+        print(f"  signed by {result.signing_key}: {', '.join(result.signatures)}")
         print(f"  build_id: {result.build_id.strip()}")
         for name, part in result.partitions.items():
             print(f"  {name}: {part['fs']} {part['label']} {part['guid']} ({int(part['bytes']) >> 20} MiB)")
@@ -510,7 +520,9 @@ def parser() -> argparse.ArgumentParser:
              "systemd-boot, loader entry, kernel) and root_part (ext4 from the directory, no\n"
              "orphan_file, shrunk to content + headroom), vm_config.json with the partitions'\n"
              "GUIDs, build_id and README, and tar + gzip them (pigz when present). A JSON manifest\n"
-             "(packages, versions, repos, member sizes and sha256) is written beside the archive.\n"
+             "(packages, versions, repos, member sizes and sha256) is written beside the archive;\n"
+             "both are signed with the repository key (FILE.sig, FILE.manifest.json.sig, verified\n"
+             "right after signing; no signing key: refused before anything is written).\n"
              "Needs root (pacman). Nothing is left at --output when anything fails.")
     sp.add_argument("--output", metavar="FILE", help="the archive (default: [image] output, images.tar.gz)")
     sp.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -39,4 +39,7 @@ def test_image_dry_run_text(image_cfg_factory, capsys):
     assert main(["--config", str(cfg.file), "image", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "dry run: nothing written" in out and "[core]" in out and "avf-base" in out
+    from avfrepo.signing import signing_key
+    assert f"would sign with {signing_key(cfg.signing).fingerprint}: " in out and "images.tar.gz.sig" in out
+    assert "images.tar.gz.manifest.json.sig" in out
     assert not cfg.image.output.exists()

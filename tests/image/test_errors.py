@@ -63,6 +63,17 @@ def test_missing_keyring_is_refused_before_anything_is_written(image_cfg_factory
     assert not cfg.image.output.parent.exists()
 
 
+def test_no_signing_key_is_refused_before_anything_is_written(image_cfg_factory, tmp_path):
+    import dataclasses
+    cfg = image_cfg_factory()
+    cfg = dataclasses.replace(cfg, signing=dataclasses.replace(cfg.signing, gnupg_home=tmp_path / "no-key"))
+    with pytest.raises(ImageError, match=r"cannot sign the image: no signing key in .*no-key"):
+        build_image(cfg)
+    assert not cfg.image.output.parent.exists()
+    from avfrepo.image import problems
+    assert any("cannot sign the image" in p for p in problems(cfg, cfg.image.output))
+
+
 @pytest.mark.parametrize("size", ["4m", "48k"])   # enough for pacman, not for the partitions / not for pacman
 def test_no_space_is_reported_and_nothing_left(image_cfg_factory, tmp_path, size):
     small = tmp_path / "small"

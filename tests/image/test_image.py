@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from avfrepo.image import manifest_path
+from avfrepo.image import manifest_path, signature_paths
+from avfrepo.signing import export_public
 
 from .standins import KERNEL_RELEASE, KERNEL_STANDIN, SYSTEMD_BOOT_STANDIN
 
@@ -59,7 +60,24 @@ def test_archive_is_gzip_with_exactly_the_app_members_none_sparse(built_image):
 def test_nothing_but_archive_and_manifest_left_next_to_it(built_image):
     _, result, _ = built_image
     out = Path(result.output)
-    assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, manifest_path(out).name])
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted(
+        [out.name, manifest_path(out).name, out.name + ".sig", manifest_path(out).name + ".sig"])
+
+
+def test_archive_and_manifest_are_signed_by_the_repository_key(built_image, tmp_path):
+    """What docs/image.md has the user run: gpg --import avf.asc; gpg --verify FILE.sig FILE."""
+    cfg, result, lines = built_image
+    out = Path(result.output)
+    assert result.signatures == [str(p) for p in signature_paths(out)]
+    home = tmp_path / "user-gnupg"
+    home.mkdir(mode=0o700)
+    (home / "avf.asc").write_bytes(export_public(cfg.signing, result.signing_key, armor=True))
+    sh("gpg", "--homedir", str(home), "--batch", "--import", str(home / "avf.asc"))
+    for data in (out, manifest_path(out)):
+        status = sh("gpg", "--homedir", str(home), "--batch", "--status-fd", "1", "--verify", f"{data}.sig", str(data))
+        assert f"VALIDSIG {result.signing_key}" in status, data
+    assert json.loads(manifest_path(out).read_text())["signing_key"] == result.signing_key
+    assert any("signing the archive and the manifest" in ln for ln in lines)
 
 
 def test_root_part_checks_clean_and_has_no_orphan_file(extracted, built_image):

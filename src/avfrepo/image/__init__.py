@@ -25,16 +25,16 @@ from typing import Callable
 from ..config import Config
 from ..errors import ToolError
 from ..run import which
-from . import archive, partitions, rootfs, vmconfig
+from . import archive, partitions, rootfs, signature, vmconfig
 from .errors import ImageError
 
-__all__ = ["ImageError", "ImageResult", "build_image", "manifest_path", "REQUIRED_TOOLS"]
+__all__ = ["ImageError", "ImageResult", "build_image", "manifest_path", "signature_paths", "REQUIRED_TOOLS"]
 
 # tool -> the Debian package that has it
 REQUIRED_TOOLS = {
     "pacman": "pacman-package-manager", "mkfs.ext4": "e2fsprogs", "resize2fs": "e2fsprogs",
     "e2fsck": "e2fsprogs", "mkfs.vfat": "dosfstools", "mmd": "mtools", "mcopy": "mtools",
-    "tar": "tar", "gzip": "gzip",
+    "tar": "tar", "gzip": "gzip", "gpg": "gnupg", "gpgv": "gpgv",
 }
 
 
@@ -59,6 +59,8 @@ class ImageResult:
     phases: dict[str, float] = field(default_factory=dict)     # wall time of each step, seconds
     avf_packages: list[dict[str, object]] = field(default_factory=list)   # dry run: [avf] from pkgbuilds/
     problems: list[str] = field(default_factory=list)          # dry run: what stops the build now
+    signing_key: str = ""                                      # fingerprint of the key that signs (dry run: would sign)
+    signatures: list[str] = field(default_factory=list)        # the detached .sig files (dry run: that would be written)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -66,6 +68,11 @@ class ImageResult:
 
 def manifest_path(output: Path) -> Path:
     return output.with_name(output.name + ".manifest.json")
+
+
+def signature_paths(output: Path) -> list[Path]:
+    """The detached signatures written beside the archive and its manifest."""
+    return [signature.sig_path(output), signature.sig_path(manifest_path(output))]
 
 
 def missing_tools() -> str | None:
@@ -99,6 +106,9 @@ def problems(cfg: Config, output: Path) -> list[str]:
         else:
             out.append(f"[{cfg.repo.name}] is not published at {cfg.repo.published} (run `avfrepo build`, "
                        "or set [image] avf_source = \"server\")")
+    key_problem = signature.key_problem(cfg)
+    if key_problem:
+        out.append(key_problem)
     if not (img.gpgdir / "pubring.gpg").is_file() and not (img.gpgdir / "pubring.kbx").is_file():
         out.append(f"no pacman keyring at {img.gpgdir} ([image] gpgdir): pacman-key --init, then trust the "
                    f"Arch Linux ARM keys and the [{cfg.repo.name}] key")
@@ -130,12 +140,16 @@ def build_image(cfg: Config, output: Path | None = None, *, dry_run: bool = Fals
     repos = rootfs.repos(cfg, img)
     result = ImageResult(output=str(output), manifest=str(manifest_path(output)), dry_run=dry_run,
                          repos=[{"name": r.name, "server": r.server, "siglevel": r.siglevel} for r in repos],
-                         packages_requested=list(img.packages), first_boot=list(rootfs.FIRST_BOOT))
+                         packages_requested=list(img.packages), first_boot=list(rootfs.FIRST_BOOT),
+                         signatures=[str(p) for p in signature_paths(output)])
     if dry_run:                     # the plan, and what stops it, without stopping at the first
         result.avf_packages = avf_plan(cfg)
         result.problems = problems(cfg, output)
+        if not signature.key_problem(cfg):
+            result.signing_key = signature.key(cfg).fingerprint
         return result
     preflight(cfg, output)
+    result.signing_key = signature.key(cfg).fingerprint
     start = time.monotonic()
     output.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(output)
@@ -234,13 +248,20 @@ def _build(cfg: Config, work: Path, output: Path, result: ImageResult, progress:
     result.members = archive.describe(out)
     result.archive_bytes = tarball.stat().st_size
     result.archive_sha256 = archive.sha256_file(tarball)
-    manifest = work / "manifest.json"
+    manifest = work / manifest_path(output).name
     manifest.write_text(json.dumps({
         "archive": output.name, "bytes": result.archive_bytes, "sha256": result.archive_sha256,
+        "signing_key": result.signing_key,
         "build_id": result.build_id.strip(), "compressor": result.compressor, "members": result.members,
         "partitions": result.partitions, "boot": result.boot, "repos": result.repos,
         "packages": result.packages, "build_time": result.build_time, "first_boot": result.first_boot,
     }, indent=2, sort_keys=True) + "\n")
+    progress(f"image: signing the archive and the manifest with {result.signing_key}")
+    tar_sig, man_sig = signature.sign_and_verify(cfg, signature.key(cfg), [tarball, manifest])
+    # signatures first: an archive at the output always has its own signature beside it
+    out_tar_sig, out_man_sig = signature_paths(output)
+    os.replace(man_sig, out_man_sig)
     os.replace(manifest, manifest_path(output))
+    os.replace(tar_sig, out_tar_sig)
     os.replace(tarball, output)
-    phase("manifest")
+    phase("manifest_and_signatures")

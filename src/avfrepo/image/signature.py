@@ -1,0 +1,56 @@
+"""Detached signatures of the image and its manifest, by the repository key.
+
+`images.tar.gz.sig` and `images.tar.gz.manifest.json.sig` are binary detached OpenPGP
+signatures (as pacman's package .sig files), made with signing.detach_sign and checked right
+after with signing.verify_detached against the key's exported public part alone: a signature
+that does not verify (wrong key, agent trouble, a file changed under it) stops the build
+before anything is renamed into place. A user checks them with `gpg --verify` against the
+`avf.asc` published beside the repository database (docs/image.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import signing
+from ..config import Config
+from ..errors import SigningError, ToolError
+from .errors import ImageError
+
+
+def key(cfg: Config) -> signing.Key:
+    """The repository key the image is signed with, or an ImageError saying how to get one."""
+    try:
+        return signing.signing_key(cfg.signing)
+    except (SigningError, ToolError) as exc:
+        raise ImageError(f"cannot sign the image: {exc}") from None
+
+
+def key_problem(cfg: Config) -> str | None:
+    try:
+        key(cfg)
+    except ImageError as exc:
+        return str(exc)
+    return None
+
+
+def sig_path(file: Path) -> Path:
+    return file.with_name(file.name + ".sig")
+
+
+def sign_and_verify(cfg: Config, k: signing.Key, files: list[Path]) -> list[Path]:
+    """FILE.sig beside each file, each verified against the public key alone; returns the .sig paths."""
+    public = signing.export_public(cfg.signing, k.fingerprint, armor=False)
+    sigs = []
+    for f in files:
+        sig = signing.detach_sign(cfg.signing, k, f)
+        check = verify(public, k.fingerprint, f)
+        if not check.ok:
+            raise ImageError(f"the signature just made over {f.name} does not verify: {check.reason}")
+        sigs.append(sig)
+    return sigs
+
+
+def verify(public_key: bytes, fingerprint: str, file: Path) -> signing.SigCheck:
+    """FILE.sig over FILE by the key `fingerprint` (its public part in public_key)."""
+    return signing.verify_detached(public_key, sig_path(file), file, fingerprint)
