@@ -274,3 +274,33 @@ def test_a_failed_tool_is_not_kept_and_the_next_sync_tries_again(tmp_path, avf, 
     assert "linux-avf" not in render_record.load(cfg.cache).refusals
     monkeypatch.setattr(linux_avf, "render", real)
     assert actions(sync(cfg))["linux-avf"] == "new"
+
+
+def test_a_stalled_fetch_of_an_upstream_tree_is_bounded_by_its_config_and_refuses_its_readers(
+        tmp_path, avf, signing_home, monkeypatch):
+    """[upstreams.avf] timeout/retries/deadline reach sync's sparse fetch, not a fixed 900 s:
+    the listing answers, the object fetch never does (tests/githttp.py)."""
+    import time
+
+    from avfrepo.sources import net as netmod
+
+    from .githttp import GitHttp, bare_copy
+    require_tools("cargo", "patch", "git")
+    monkeypatch.setenv("CARGO_NET_OFFLINE", "true")
+    monkeypatch.setattr(netmod, "sleep", lambda s: None)
+    bare_copy(avf.path, tmp_path / "srv", "Virtualization.git")
+    server = GitHttp(tmp_path / "srv", "stall")
+    try:
+        url = server.url("Virtualization.git")
+        cfg = config_mod.load(write_config(tmp_path / "stall.toml", url, signing_home,
+                                           enable=("avf-config", "avf-guest-agents"),
+                                           extra="timeout = 1\nretries = 0\ndeadline = 8\n"))
+        start = time.monotonic()
+        report = sync(cfg)
+        took = time.monotonic() - start
+    finally:
+        server.close()
+    assert actions(report) == {"avf-config": "new", "avf-guest-agents": "refused"}
+    problem = report.packages[1].problems[0]
+    assert "git fetch: no data for 1 s" in problem or "within 8 s (the deadline)" in problem, problem
+    assert report.packages[1].transient and server.fetches >= 1 and took < 30, took

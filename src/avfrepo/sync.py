@@ -183,7 +183,7 @@ def _fetch_trees(cfg: Config, modules, releases: dict[str, Release]) -> Trees:
             raise ConfigError(f"[upstreams.{name}]: packages read its source tree, so it needs a git source "
                               "(source_git)")
         from . import checkout
-        snap = checkout.Snapshot(name, url, tag, rel.commit or "", cfg.cache)
+        snap = checkout.Snapshot(name, url, tag, rel.commit or "", cfg.cache, up.net)
         read: dict[str, list[str] | None] = {}      # package -> the paths it read (None: all)
 
         def guarded(pkg, spec):
