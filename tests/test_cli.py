@@ -151,6 +151,31 @@ def test_repo_commands_list_rollback_remove(capsys, cfg):
     assert "avf-keyring" not in out and "avf-config" in out
 
 
+def test_unknown_package_names_are_usage_errors_everywhere(capsys, cfg):
+    """One table: a name nothing knows is exit 2 in sync, build, repo rollback and repo remove,
+    with the closest known names (issue 25)."""
+    run_cli(capsys, "--config", str(cfg.file), "sync")
+    assert run_cli(capsys, "--config", str(cfg.file), "build")[0] == 0
+    for argv in (("sync", "avf-confg"), ("build", "avf-confg"), ("repo", "rollback", "avf-confg"),
+                 ("repo", "remove", "avf-confg")):
+        code, _, err = run_cli(capsys, "--config", str(cfg.file), *argv)
+        assert code == 2, (argv, err)
+        assert "avf-confg" in err and err.count("\n") == 1
+    assert "did you mean avf-config" in err
+    code, _, err = run_cli(capsys, "--config", str(cfg.file), "repo", "rollback", "avf-confg")
+    assert "did you mean avf-config" in err
+
+
+def test_help_and_readme_carry_one_exit_code_table(capsys):
+    from pathlib import Path
+    code, out, _ = run_cli(capsys, "--help")
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    import re
+    for text in (out, readme):
+        for row in (r"\b0[\s|]+done", r"\b1[\s|]+refused", r"\b2[\s|]+usage", r"\b3[\s|]+pending", r"\b141\b"):
+            assert re.search(row, text), row
+
+
 # --- the one top-level error path (issue 12) ---------------------------------------------
 
 def test_wrong_type_in_the_state_file_is_one_line_and_debug_shows_the_traceback(capsys, cfg):

@@ -70,3 +70,25 @@ def test_chroot_init_on_a_host_without_devtools_explains_and_writes_nothing(caps
     assert not (tmp_path / "ch").exists()
     code, _, err = run_cli(capsys, "--config", str(conf), "chroot", "update")
     assert code == 1 and "avfrepo chroot init" in err
+
+
+def test_a_held_package_is_named_held_never_published(capsys, cfg):
+    """After `repo rollback`, a rebuild of the version rolled back from is held by the publish
+    step: the summary says "held", counts it apart, and the JSON says the same (issue 25)."""
+    assert run_cli(capsys, "--config", str(cfg.file), "sync")[0] == 0
+    assert run_cli(capsys, "--config", str(cfg.file), "build")[0] == 0
+    assert run_cli(capsys, "--config", str(cfg.file), "build", "avf-config")[0] == 0       # 16.0.0.r10-1.1
+    code, out, _ = run_cli(capsys, "--config", str(cfg.file), "repo", "rollback", "avf-config")
+    assert code == 0 and "16.0.0.r10-1 is published again" in out
+    code, out, err = run_cli(capsys, "--config", str(cfg.file), "build", "avf-config", "avf-keyring")
+    assert code == 0 and "held until a newer version is synced" in err
+    row = next(l for l in out.splitlines() if l.startswith("avf-config "))
+    assert row.split()[1:3] == ["16.0.0.r10-1.1", "held"]
+    assert "1 published, 1 held" in out and "2 published" not in out
+    code, out, _ = run_cli(capsys, "--config", str(cfg.file), "repo", "list", "--json")
+    rows = json.loads(out)
+    rows = rows["packages"] if isinstance(rows, dict) else rows
+    assert {r["name"]: r["published"] for r in rows}["avf-config"] == "16.0.0.r10-1"
+    code, out, _ = run_cli(capsys, "--config", str(cfg.file), "build", "avf-config", "--json")
+    res = {r["pkgbase"]: r for r in json.loads(out)["results"]}["avf-config"]
+    assert res["status"] == "held" and res["held"] == ["avf-config"] and "rolled back" in res["note"]

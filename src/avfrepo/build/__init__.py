@@ -36,6 +36,7 @@ from .. import state as state_mod
 from ..config import Config
 from ..errors import AvfrepoError, ConfigError, NothingSynced
 from ..formats import pkginfo
+from ..repo import ledger as ledger_mod
 from ..repo.publish import publish
 from ..versions import vercmp
 from . import history
@@ -51,7 +52,10 @@ class BuildResult:
     pkgbase: str
     version: str
     reasons: list[str]
-    status: str = "planned"           # planned | building | built | failed | skipped | published
+    # planned | building | built | failed | skipped, and after the publish step: published (the
+    # switch published every package of it), held (a `repo rollback` holds the version: nothing
+    # of it published), unchanged (identical to what is published: nothing to switch)
+    status: str = "planned"
     packages: list[str] = field(default_factory=list)
     log: str | None = None
     error: str | None = None
@@ -60,6 +64,8 @@ class BuildResult:
     depends_on: list[str] = field(default_factory=list)
     pkgbuild_version: str | None = None
     pkgnames: list[str] = field(default_factory=list)     # what the pkgbase builds (the plan names them)
+    held: list[str] = field(default_factory=list)         # its packages the publish step held back
+    note: str | None = None                               # why it was held / not switched
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -317,19 +323,41 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
     if to_publish:
         say(f"publishing {len(to_publish)} package(s) into {cfg.repo.path}")
         try:
-            publish(cfg, key, to_publish, progress=say)
+            switched = {p.name for p in publish(cfg, key, to_publish, progress=say)}
         except AvfrepoError as exc:
             for r in report.results:
                 if r.status == "built":
                     r.status, r.error = "failed", f"publish failed: {str(exc).splitlines()[0]}"
             say(f"publishing FAILED: {exc}")
         else:
+            holds = ledger_mod.load(cfg).holds
             for r in report.results:
                 if r.status == "built":
-                    r.status = "published"
+                    _outcome(r, built[r.pkgbase], switched, holds)
     report.seconds = round(time.monotonic() - started, 2)
     history.update(cfg, failures, report.results, set(planner.infos))
     return report
+
+
+def _outcome(res: BuildResult, files: list[Path], switched: set[str], holds: dict[str, str]) -> None:
+    """What the publish step did with a built pkgbase: "published" only when the switch
+    published every one of its files; "held" when `repo rollback` held any of them back (the
+    ledger's holds); "unchanged" when what was built is byte for byte the published version."""
+    names = {}
+    for f in files:
+        names[f.name] = next((n for n in sorted(res.pkgnames, key=len, reverse=True)
+                              if f.name.startswith(f"{n}-{res.version}-")), f.name)
+    left = [names[f.name] for f in files if f.name not in switched]
+    res.held = [n for n in left if n in holds and vercmp(res.version, holds[n]) <= 0]
+    if res.held:
+        res.status = "held" if len(left) == len(files) else "published"
+        res.note = (f"not published: {', '.join(f'{n} (rolled back from {holds[n]})' for n in res.held)}; "
+                    "held until a newer version is synced")
+    elif left:
+        res.status = "unchanged" if len(left) == len(files) else "published"
+        res.note = f"already published, byte for byte: {', '.join(left)}"
+    else:
+        res.status = "published"
 
 
 def format_summary(report: BuildReport) -> str:
@@ -347,7 +375,9 @@ def format_summary(report: BuildReport) -> str:
         if r.error:
             lines.append(f"{r.pkgbase}: {r.error}"
                          + (f" (log: {r.log})" if r.log and r.status == "failed" and r.log not in r.error else ""))
-    statuses = ["published", "built", "failed", "skipped", "planned"]
+        if r.note:
+            lines.append(f"{r.pkgbase}: {r.note}")
+    statuses = ["published", "held", "unchanged", "built", "failed", "skipped", "planned"]
     statuses += sorted({r.status for r in report.results} - set(statuses))
     counts = {s: sum(r.status == s for r in report.results) for s in statuses}
     tail = ", ".join(f"{n} {s}" for s, n in counts.items() if n)

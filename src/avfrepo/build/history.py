@@ -48,7 +48,7 @@ def update(cfg: Config, old: dict[str, dict], results: list, known: set[str]) ->
     for r in results:
         if r.status in ("failed", "skipped"):
             new[r.pkgbase] = {"version": r.version, "status": r.status, "error": r.error, "log": r.log, "at": now}
-        elif r.status in ("built", "published"):
+        elif r.status in ("built", "published", "held", "unchanged"):
             new.pop(r.pkgbase, None)
     if new != old:
         atomic_write(path(cfg), (json.dumps({"format": FORMAT, "failures": new}, indent=2, sort_keys=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Callable
 
 from .. import provenance, signing
 from ..config import Config
-from ..errors import AvfrepoError
+from ..errors import AvfrepoError, ConfigError
 from ..versions import vercmp
 from . import layout
 from .lock import repo_lock
@@ -42,12 +43,27 @@ def list_packages(cfg: Config) -> list[PackageRow]:
     return [rows[n] for n in sorted(rows)]
 
 
+def unknown_name(cfg: Config, name: str, known: set[str]) -> ConfigError:
+    """A package name the repository has never held (published or archived): a usage error
+    (exit 2), with the closest names it does hold."""
+    close = difflib.get_close_matches(name, sorted(known), n=3)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return ConfigError(f"{name}: no such package in [{cfg.repo.name}] ({hint}`avfrepo repo list` shows what is there)")
+
+
+def _known(cfg: Config, current: dict) -> set[str]:
+    return set(current) | {f.name for f in layout.pool_files(cfg)}
+
+
 def rollback(cfg: Config, name: str, version: str | None = None,
              progress: Callable[[str], None] = lambda s: None) -> str:
     """Publish an archived version of `name` again (default: the newest older one)."""
     key = signing.signing_key(cfg.signing)
     with repo_lock(cfg.repo.path, cfg.repo.lock_timeout, f"rollback {name}", progress):
-        current = current_entries(cfg).get(name)
+        entries = current_entries(cfg)
+        if name not in _known(cfg, entries):
+            raise unknown_name(cfg, name, _known(cfg, entries))
+        current = entries.get(name)
         candidates = [f for f in layout.pool_files(cfg) if f.name == name
                       and (current is None or f.version != current.version)]
         if version is not None:
@@ -76,9 +92,13 @@ def remove(cfg: Config, name: str, progress: Callable[[str], None] = lambda s: N
     the pool together."""
     key = signing.signing_key(cfg.signing)
     with repo_lock(cfg.repo.path, cfg.repo.lock_timeout, f"remove {name}", progress):
-        entry = current_entries(cfg).get(name)
+        entries = current_entries(cfg)
+        entry = entries.get(name)
+        if entry is None and name not in _known(cfg, entries):
+            raise unknown_name(cfg, name, _known(cfg, entries))
         if entry is None:
-            raise AvfrepoError(f"{name} is not in [{cfg.repo.name}]")
+            raise AvfrepoError(f"{name} is not published in [{cfg.repo.name}] (only archived versions are kept: "
+                               f"`avfrepo repo rollback {name}` publishes one again)")
         transaction(cfg, key, remove=[name], progress=progress)
         pool = layout.pool(cfg)
         for p in (pool / entry.filename, pool / (entry.filename + ".sig"),
