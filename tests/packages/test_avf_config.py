@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import subprocess
 import hashlib
 import re
 
@@ -87,3 +88,26 @@ def test_with_systemd_avf_enabled_nothing_is_relaxed(cfg):
     with_systemd = dataclasses.replace(cfg, enabled=("avf-config", "systemd-avf"))
     files = avf_config.render(Context(with_systemd, {"avf": latest(cfg.upstream("avf"))}, {})).files
     assert not [n for n in files if "relax" in n]
+
+
+def test_first_boot_keyring_unit_is_enabled_and_passes_systemd_analyze_verify(cfg, tmp_path):
+    """The image carries no pacman keyring: avf-config's unit makes it on the first boot, so the
+    phone user types nothing before `sudo pacman -Syu`; the terminal never waits for it."""
+    from ..conftest import require_tools
+    files = render_at(cfg).files
+    u = unit(files["avf-keyring-init.service"])
+    assert u["Unit"]["ConditionPathExists"] == "!/var/lib/avf-config/keyring-initialized"
+    starts = [l for l in files["avf-keyring-init.service"].decode().splitlines() if l.startswith("ExecStart=")]
+    assert starts == ["ExecStart=/usr/bin/pacman-key --init", "ExecStart=/usr/bin/pacman-key --populate",
+                      "ExecStart=/usr/bin/touch /var/lib/avf-config/keyring-initialized"]
+    assert u["Service"]["Type"] == "oneshot" and u["Service"]["StateDirectory"] == "avf-config"
+    assert "Before" not in u["Unit"] and u["Install"]["WantedBy"] == "multi-user.target"
+    assert "avf-keyring-init" not in files["ttyd.service"].decode()
+    assert "enable avf-keyring-init.service" in files["80-avf.preset"].decode()
+    assert dict(avf_config.STATIC)["avf-keyring-init.service"][0] == "/usr/lib/systemd/system/avf-keyring-init.service"
+    require_tools("systemd-analyze", "pacman-key")      # verify checks that ExecStart's programs exist
+    path = tmp_path / "avf-keyring-init.service"
+    path.write_bytes(files["avf-keyring-init.service"])
+    res = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True)
+    problems = [l for l in res.stderr.splitlines() if "avf-keyring-init" in l]
+    assert res.returncode == 0 and problems == [], res.stderr

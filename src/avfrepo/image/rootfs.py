@@ -36,8 +36,10 @@ FIRST_BOOT = [
     "systemd-sysusers.service, systemd-tmpfiles-setup.service, ldconfig.service, systemd-hwdb-update.service "
     "(ConditionNeedsUpdate=/etc: /etc/.updated does not exist yet): users such as droid, directories, "
     "the linker cache, the hwdb",
-    "by hand, once: `pacman-key --init && pacman-key --populate archlinuxarm avf` (the image carries no "
-    "keyring: its private key must be made on the device)",
+    "avf-keyring-init.service (avf-config): `pacman-key --init` and `pacman-key --populate` (Arch Linux ARM's "
+    "and the [avf] keys); the image carries no keyring, as its local key must be the device's own. Check it "
+    "with `systemctl status avf-keyring-init`; by hand if it failed: `sudo pacman-key --init && "
+    "sudo pacman-key --populate`",
     "by hand, once, if wanted: `mkinitcpio -P` (the image boots without an initramfs: linux-avf has "
     "virtio_blk and ext4 built in; the next linux-avf upgrade builds one through its hooks)",
 ]
@@ -182,6 +184,11 @@ def finish(root: Path, pm: Pacman, progress: Callable[[str], None]) -> dict[str,
                                + " ".join((res.stdout + res.stderr).split())[-200:] + ")")
     else:
         done["presets"] = "first boot (no systemctl here, or no units in the root)"
+    if (root / "usr/lib/systemd/user-preset").is_dir() and which("systemctl"):
+        # the user units' presets (avf-desktop's Wayland socket): the first boot applies only the system's
+        res = run(["systemctl", f"--root={root}", "--global", "preset-all"], check=False)
+        done["user_presets"] = ("applied at build time (systemctl --root --global preset-all)" if res.returncode == 0
+                                else "not applied: " + " ".join((res.stdout + res.stderr).split())[-200:])
     # the sync dbs are stale the moment the image ships (pacman -Syu fetches them again)
     shutil.rmtree(root / "var/lib/pacman/sync", ignore_errors=True)
     return done

@@ -1,6 +1,7 @@
 """avf-config: what turns an Arch Linux ARM root into an AVF Terminal guest: the system pieces.
 
-ttyd, avahi, the virtiofs mounts, the backup disk, network, zram and the user `droid` are
+ttyd, avahi, the virtiofs mounts, the backup disk, network, zram, the user `droid` and the
+first boot's pacman keyring (avf-keyring-init.service) are
 this project's own templates, after what the Debian image of AVF does (facts file §1). The
 guest agents' units are not here: each agent package ships and presets its own (Arch puts a
 unit with the binary it runs), so avf-config never enables a unit nobody installed.
@@ -25,6 +26,7 @@ UPSTREAMS = ("avf",)
 STATIC = {
     "ttyd.service": ("/usr/lib/systemd/system/ttyd.service", "644"),
     "avf-ttyd-cert.service": ("/usr/lib/systemd/system/avf-ttyd-cert.service", "644"),
+    "avf-keyring-init.service": ("/usr/lib/systemd/system/avf-keyring-init.service", "644"),
     "avahi_ttyd.service": ("/usr/lib/systemd/system/avahi_ttyd.service", "644"),
     "avahi-daemon-avf.conf": ("/usr/lib/systemd/system/avahi-daemon.service.d/avf.conf", "644"),
     "avahi-daemon.avf.conf": ("/usr/share/avf-config/avahi-daemon.conf", "644"),
@@ -38,10 +40,11 @@ STATIC = {
     "avf-droid.sudoers": ("/etc/sudoers.d/avf-droid", "440"),
 }
 # enabled by the preset; the backup disk's mount is wanted by its device (dev-vdb.device), so
-# an absent /dev/vdb holds up nothing
+# an absent /dev/vdb holds up nothing; the keyring is made on the first boot by
+# avf-keyring-init.service (an image carries no keyring: its local key must be the device's own)
 ENABLED = ("ttyd.service", "avahi_ttyd.service", "avahi-daemon.service", "mnt-internal.mount",
            "mnt-shared.mount", "mnt-backup.mount", "systemd-networkd.service",
-           "systemd-resolved.service")
+           "systemd-resolved.service", "avf-keyring-init.service")
 
 
 def relaxes_esp_checks(ctx: Context) -> bool:
