@@ -14,7 +14,8 @@ import time
 import pytest
 
 from avfrepo.formats.repodb import read_db
-from avfrepo.repo.publish import publish
+from avfrepo.repo.manage import remove
+from avfrepo.repo.publish import PublishRefused, publish
 from avfrepo.repo.verify import verify
 from avfrepo.signing import signing_key
 
@@ -199,3 +200,95 @@ def test_a_served_snapshot_older_than_the_ledger_is_still_a_replay(rcfg, built, 
     assert not report.ok and any("an old snapshot replayed" in c.message for c in report.bad())
     publish(rcfg, key, fresh(built, tmp_path, "t-b-1"))   # never "cleans up" snapshot 2 as a leftover
     assert (rcfg.repo.path / "snapshots/2").is_dir()
+
+
+# `python -m avfrepo`, with every os.replace/os.rename of the process counted: at the N-th the
+# whole process group is SIGKILLed, just before the rename or just after it (real processes,
+# real signals; the count only picks the instant)
+_KILL_AT_RENAME = """
+import os, signal, sys
+n, when, count = int(sys.argv[1]), sys.argv[2], 0
+def counted(real):
+    def call(*args, **kw):
+        global count
+        count += 1
+        if count == n and when == "before":
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        done = real(*args, **kw)
+        if count == n and when == "after":
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        return done
+    return call
+os.replace, os.rename = counted(os.replace), counted(os.rename)
+from avfrepo.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def killed_at_every_rename(cfg, baseline, args: list[str], check) -> int:
+    """Run `avfrepo ARGS` on a copy of baseline once per rename it makes, SIGKILLed before and
+    after that rename; check(run) after each kill. Returns how many renames the command made."""
+    n = 0
+    while True:
+        n += 1
+        for when in ("before", "after"):
+            shutil.rmtree(cfg.repo.path)
+            shutil.copytree(baseline, cfg.repo.path, symlinks=True)
+            proc = subprocess.run([sys.executable, "-c", _KILL_AT_RENAME, str(n), when, "--config", str(cfg.file),
+                                   *args], capture_output=True, text=True, start_new_session=True)
+            if proc.returncode == 0:
+                assert when == "before", proc
+                return n - 1                       # the command made n-1 renames, and completed
+            assert proc.returncode == -signal.SIGKILL, (n, when, proc.stderr)
+            check((n, when))
+
+
+def _state(cfg, run) -> dict[str, str]:
+    report = verify(cfg)
+    assert report.ok, (run, [(c.path, c.message) for c in report.bad()])
+    return {n: e.version for n, e in read_db(cfg.repo.db).items()}
+
+
+def test_sigkill_at_every_rename_of_rollback_keeps_the_hold(rcfg, built, tmp_path):
+    """Before: a kill on ledger.json's rename after the switch lost the hold, and the next add
+    published the rolled-back-from version again."""
+    key = signing_key(rcfg.signing)
+    publish(rcfg, key, fresh(built, tmp_path, "t-a-1", "t-b-1"))
+    publish(rcfg, key, fresh(built, tmp_path, "t-a-2"))
+    baseline = tmp_path / "baseline"
+    shutil.copytree(rcfg.repo.path, baseline, symlinks=True)
+    seen = collections.Counter()
+
+    def check(run):
+        served = _state(rcfg, run)["t-a"]
+        seen[served] += 1
+        publish(rcfg, key, fresh(built, tmp_path, "t-a-2"))       # what the next build would add
+        assert _state(rcfg, run)["t-a"] == served, run          # rolled back: held; else already there
+        publish(rcfg, key, fresh(built, tmp_path, "t-a-3"))       # a newer version ends the hold
+        after = _state(rcfg, run)
+        assert after == {"t-a": "1.0-3", "t-b": "1.0-1"}, run
+        assert not list(rcfg.repo.path.glob(".ledger.json.*")), run
+    renames = killed_at_every_rename(rcfg, baseline, ["repo", "rollback", "t-a"], check)
+    assert renames >= 4 and seen["1.0-1"] and seen["1.0-2"], (renames, seen)
+
+
+def test_sigkill_at_every_rename_of_remove_keeps_what_was_published(rcfg, built, tmp_path):
+    key = signing_key(rcfg.signing)
+    publish(rcfg, key, fresh(built, tmp_path, "t-a-1", "t-b-1"))
+    baseline = tmp_path / "baseline"
+    shutil.copytree(rcfg.repo.path, baseline, symlinks=True)
+    seen = collections.Counter()
+
+    def check(run):
+        state = _state(rcfg, run)
+        seen["removed" if "t-a" not in state else "kept"] += 1
+        if "t-a" in state:
+            remove(rcfg, "t-a")
+        assert _state(rcfg, run) == {"t-b": "1.0-1"}, run
+        # the version once published keeps its bytes, whatever the kill left
+        with pytest.raises(PublishRefused, match="was published before with other content"):
+            publish(rcfg, key, fresh(built, tmp_path, "t-a-1-other"))
+        publish(rcfg, key, fresh(built, tmp_path, "t-a-2"))
+        assert _state(rcfg, run) == {"t-a": "1.0-2", "t-b": "1.0-1"}, run
+    renames = killed_at_every_rename(rcfg, baseline, ["repo", "remove", "t-a"], check)
+    assert renames >= 3 and seen["removed"] and seen["kept"], (renames, seen)

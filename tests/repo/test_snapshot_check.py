@@ -56,7 +56,7 @@ def test_repo_add_leaving_a_zero_byte_db_is_refused_and_the_old_view_stays(rcfg,
     key = signing_key(rcfg.signing)
     publish(rcfg, key, fresh(built, tmp_path, "t-a-1"))
     before = tree_state(rcfg)
-    index = sorted((rcfg.cache / "db-index").iterdir())
+    ledger = (rcfg.repo.path / "ledger.json").read_bytes()
     bindir = _truncating_repo_add(tmp_path)
     res = cli(rcfg, "repo", "add", *map(str, fresh(built, tmp_path, "t-a-2")),
               env={"PATH": f"{bindir}:{os.environ['PATH']}"})
@@ -67,7 +67,7 @@ def test_repo_add_leaving_a_zero_byte_db_is_refused_and_the_old_view_stays(rcfg,
     assert after[1] == before[1]                                  # old view live
     assert {k: v for k, v in after[0].items() if not k.startswith("pool/")} == \
         {k: v for k, v in before[0].items() if not k.startswith("pool/")}   # no partial snapshot
-    assert sorted((rcfg.cache / "db-index").iterdir()) == index    # index untouched
+    assert (rcfg.repo.path / "ledger.json").read_bytes() == ledger    # ledger untouched
     assert verify(rcfg).ok
     # and the next good publish works
     publish(rcfg, key, fresh(built, tmp_path, "t-a-2"))

@@ -68,13 +68,10 @@ class PlannedBuild:
 
 
 def published(cfg: Config) -> dict[str, DbEntry]:
-    path = cfg.repo.db
-    if not path.exists():
-        return {}
-    try:
-        return read_db(path)
-    except ValueError as exc:
-        raise AvfrepoError(f"{path}: {exc}") from None
+    """What [avf] serves, read from its db once the db's signature by the repository key
+    verifies (a db with a bad or missing signature is an error, never a plan's input)."""
+    from ..repo.publish import signed_db      # here: keeps `import avfrepo.build.plan` light
+    return signed_db(cfg)
 
 
 def synced(cfg: Config) -> bool:

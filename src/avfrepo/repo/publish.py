@@ -86,17 +86,35 @@ def repo_add_flags(version: tuple[int, ...] | None = None) -> list[str]:
     return ["--include-sigs"] if (version or repo_add_version()) >= (7,) else []
 
 
-RELATIONS = ("DEPENDS", "PROVIDES", "CONFLICTS")      # the db fields the index keeps (closure.py)
+class UntrustedDb(AvfrepoError):
+    """The served db is not signed by the repository key: nothing is read from it."""
 
 
-def _index_path(cfg: Config, db_sha256: str) -> Path:
-    return cfg.cache / "db-index" / f"{db_sha256}.json"
+def signed_db(cfg: Config, public: bytes | None = None, fingerprint: str | None = None) -> dict[str, DbEntry]:
+    """The entries of `<repo>/<arch>/<name>.db.tar.gz`, read only once its signature by the
+    repository key verifies ({} when there is no db). Every decision about what is published
+    (downgrade, replay, what to build, status) reads this, never a local copy or index."""
+    db = cfg.repo.db
+    if not os.path.lexists(db):
+        return {}
+    if fingerprint is None:
+        fingerprint = signing.verification_key(cfg.signing)
+    if public is None:
+        public, _ = signing.public_key_files(cfg.signing, fingerprint, cfg.cache)
+    res = signing.verify_detached(public, Path(str(db) + ".sig"), db, fingerprint)
+    if not res.ok:
+        raise UntrustedDb(f"{db}.sig: {res.reason}: the served [{cfg.repo.name}] db is not trusted and nothing "
+                          "is read from it (`avfrepo verify` names what is wrong; publish again, or point "
+                          f"{cfg.repo.published.name} at a good snapshot)")
+    try:
+        return read_db(db)
+    except ValueError as exc:
+        raise AvfrepoError(f"{db}: {exc}") from None
 
 
-def current_entries(cfg: Config) -> dict[str, DbEntry]:
-    """The published db's entries. Parsing a 500-entry db costs about a tenth of a second, so
-    each publish leaves an index of the db it made in the local cache, keyed by the db's
-    sha256: a db changed by anyone else simply misses the index and is parsed."""
+def current_entries(cfg: Config, public: bytes | None = None, fingerprint: str | None = None) -> dict[str, DbEntry]:
+    """The published db's entries, from the db itself once its signature verifies (signed_db).
+    (Parsing a 500-entry db costs about a tenth of a second: no unsigned index stands in for it.)"""
     link = cfg.repo.published
     if not os.path.lexists(link):
         return {}                       # nothing published yet
@@ -111,28 +129,7 @@ def current_entries(cfg: Config) -> dict[str, DbEntry]:
     if not cfg.repo.db.is_file():
         raise AvfrepoError(f"{cfg.repo.db}: missing from the published repository; "
                            f"point {link.name} at a complete snapshot again")
-    index = _index_path(cfg, sha256_file(cfg.repo.db))
-    try:
-        rows = jsondoc.read(index)
-        return {r["name"]: DbEntry(r["name"], r["version"], r["filename"], r["arch"], r["csize"], r["sha256"], None,
-                                   {k: list(v) for k, v in r["relations"].items()})
-                for r in rows}
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    try:
-        return read_db(cfg.repo.db)
-    except ValueError as exc:
-        raise AvfrepoError(f"{cfg.repo.db}: {exc}") from None
-
-
-def _write_index(cfg: Config, entries: dict[str, DbEntry]) -> None:
-    rows = [{"name": e.name, "version": e.version, "filename": e.filename, "arch": e.arch,
-             "csize": e.csize, "sha256": e.sha256,
-             "relations": {k: e.fields[k] for k in RELATIONS if e.fields.get(k)}} for e in entries.values()]
-    index = _index_path(cfg, sha256_file(cfg.repo.db))
-    for old in index.parent.glob("*.json") if index.parent.is_dir() else []:
-        old.unlink(missing_ok=True)
-    atomic_write(index, json.dumps(rows).encode())
+    return signed_db(cfg, public, fingerprint)
 
 
 def _regular(path: Path, what: str) -> None:
@@ -235,6 +232,9 @@ def cleanup_leftovers(cfg: Config) -> list[Path]:
                 if p.name.startswith(".tmp-") or p.name.endswith(".part"):
                     shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
                     gone.append(p)
+    for p in cfg.repo.path.glob(".ledger.json.*.tmp") if cfg.repo.path.is_dir() else []:
+        p.unlink()                    # an atomic_write of the ledger killed before its rename
+        gone.append(p)
     stray = cfg.repo.path / f".{cfg.repo.arch}.new"
     if stray.is_symlink() or stray.exists():
         stray.unlink()
@@ -254,7 +254,7 @@ def _unserved_snapshots(cfg: Config) -> list[Path]:
     if target.parent != Path(os.path.realpath(snaps)) or not target.name.isdigit():
         return []
     try:
-        known = ledger_mod.load(cfg)
+        known = load_ledger(cfg)
     except AvfrepoError:
         return []                      # verify names an unreadable ledger; leave everything as it is
     served = int(target.name)
@@ -435,18 +435,29 @@ def apply_retention(cfg: Config, current: set[str] | None = None) -> list[str]:
     return removed
 
 
+def _served(cfg: Config) -> tuple[int | None, str | None]:
+    """The served snapshot's generation and db sha256 (None, None when nothing is served)."""
+    link = cfg.repo.published
+    if not link.is_symlink():
+        return None, None
+    target = Path(os.path.realpath(link))
+    db = target / f"{cfg.repo.name}.db.tar.gz"
+    return (int(target.name) if target.name.isdigit() else None), (sha256_file(db) if db.is_file() else None)
+
+
+def load_ledger(cfg: Config) -> ledger_mod.Ledger:
+    """The ledger as of the served snapshot: refused when missing from a repository that has
+    published (ledger.require), its pending part applied or dropped (ledger.settle)."""
+    known = ledger_mod.require(cfg, ledger_mod.load(cfg))
+    known.settle(*_served(cfg))
+    return known
+
+
 def _catch_up(cfg: Config, known: ledger_mod.Ledger, current: dict[str, DbEntry]) -> None:
-    """Record in the ledger what is served (and, for a repository older than the ledger, what
-    its snapshots hold): those versions were published, whatever happened to the ledger."""
+    """Record in the ledger what is served (signed db): those versions were published."""
     for e in current.values():
         if e.sha256:
             known.record(e.name, e.version, e.filename, e.sha256)
-    if not known.exists:
-        pool = layout.pool(cfg)
-        for f in layout.pool_files(cfg):
-            p = pool / f.filename
-            if p.is_file() and not p.is_symlink() and p.stat().st_nlink > 1:   # linked in a snapshot
-                known.record(f.name, f.version, f.filename, sha256_file(p))
 
 
 def check_closure(cfg: Config, listed: dict[str, DbEntry], *, added: set[str] = frozenset(),
@@ -477,8 +488,15 @@ def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str
     public, armored = signing.public_key_files(cfg.signing, key.fingerprint, cfg.cache)
     signing.probe_signing(cfg.signing, key, public)
     cleanup_leftovers(cfg)
-    current = current_entries(cfg)
-    known = ledger_mod.load(cfg)
+    current = current_entries(cfg, public, key.fingerprint)
+    known = load_ledger(cfg)
+    served, _ = _served(cfg)
+    if known.exists and served is not None and known.generation < served:
+        raise PublishRefused(f"{ledger_mod.path(cfg)} records snapshot {known.generation}, but snapshot {served} "
+                             "is served: the ledger was replaced by an older copy (versions published since "
+                             "would be forgotten); restore the current one from a backup")
+    if not known.exists:
+        ledger_mod.save(cfg, known)     # before anything is published: from now on it must be there
     _catch_up(cfg, known, current)
     incoming = [validate(cfg, key.fingerprint, public, Path(p), current, allow_downgrade=allow_downgrade,
                          known=known) for p in add]
@@ -518,20 +536,25 @@ def transaction(cfg: Config, key: Key, *, add: list[Path] = (), remove: list[str
     _fsync_dir(pool)
     filenames = sorted(e.filename for e in listed.values())
     snapshot = _build_snapshot(cfg, key, pooled, list(remove), listed, armored, public)
+    holds = dict(known.holds)
+    for i in todo:
+        if i.info.pkgname in holds and vercmp(i.info.pkgver, holds[i.info.pkgname]) > 0:
+            del holds[i.info.pkgname]
+    for name, version in (hold or {}).items():
+        if name not in holds or vercmp(version, holds[name]) > 0:
+            holds[name] = version
+    # the holds (a rollback's above all) are on disk before the switch, in force once it is
+    # served: a kill between the switch and the second write loses none (ledger.settle)
+    known.pending = {"generation": int(snapshot.name),
+                     "db_sha256": sha256_file(snapshot / f"{cfg.repo.name}.db.tar.gz"), "holds": holds}
+    ledger_mod.save(cfg, known)
     _switch(cfg, snapshot)
     for i in todo:
         known.record(i.info.pkgname, i.info.pkgver, i.path.name, i.sha256)
-        if i.info.pkgname in known.holds and vercmp(i.info.pkgver, known.holds[i.info.pkgname]) > 0:
-            del known.holds[i.info.pkgname]
-    for name, version in (hold or {}).items():
-        if name not in known.holds or vercmp(version, known.holds[name]) > 0:
-            known.holds[name] = version
-    known.generation = int(snapshot.name)
-    known.db_sha256 = sha256_file(snapshot / f"{cfg.repo.name}.db.tar.gz")
+    known.settle(int(snapshot.name), known.pending["db_sha256"])
     ledger_mod.save(cfg, known)
     progress(f"published snapshot {snapshot.name}: " + ", ".join(
         [f"+{i.path.name}" for i in todo] + [f"-{n}" for n in remove]))
-    _write_index(cfg, listed)
     apply_retention(cfg, set(filenames))
     return todo
 

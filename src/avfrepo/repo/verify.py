@@ -31,8 +31,8 @@ from ..formats import pkginfo
 from ..formats.repodb import read_db, read_files_db
 from ..errors import AvfrepoError
 from . import closure, layout
-from . import ledger as ledger_mod
 from .lock import repo_lock
+from .publish import load_ledger
 from ..fsutil import sha256_file
 
 
@@ -134,7 +134,7 @@ def _verify(cfg: Config, *, provenance: bool = False) -> VerifyReport:
         if layout.parse_filename(p.name) and p.name not in listed_files:
             add(Check(p.name, False, "orphan: in the published directory but not in the db"))
     _verify_served(cfg, key, listed_files, add)
-    _verify_pool(cfg, public, key, add)
+    _verify_pool(cfg, public, key, add, entries)
     for p in sorted(layout.snapshots(cfg).glob(".tmp-*")) + sorted(layout.pool(cfg).glob("*.part")):
         add(Check(str(p.relative_to(cfg.repo.path)), False, "left by an interrupted publish", "warning"))
     return rep
@@ -191,7 +191,7 @@ def _verify_link(cfg: Config, add) -> bool:
     gens = sorted(int(p.name) for p in snaps.iterdir() if p.name.isdigit())
     served = int(target.name)
     try:
-        known = ledger_mod.load(cfg)
+        known = load_ledger(cfg)             # a missing ledger of a repository that published is an error
     except AvfrepoError as exc:
         add(Check("ledger.json", False, str(exc)))
         known = None
@@ -215,8 +215,10 @@ def _verify_link(cfg: Config, add) -> bool:
     elif known.generation == served and known.db_sha256 and db.is_file() and sha256_file(db) != known.db_sha256:
         add(Check(db.name, False, f"is not the db published as snapshot {served} (replaced or replayed)"))
     elif known.exists and known.generation < served:
-        add(Check("ledger.json", False, f"records snapshot {known.generation}, the served one is {served} "
-                                        "(an interrupted publish; the next publish records it)", "warning"))
+        # a publish writes what it switches to before the switch (ledger.py): a ledger behind the
+        # served snapshot is an older copy put back, which forgets what was published since
+        add(Check("ledger.json", False, f"records snapshot {known.generation}, but snapshot {served} is served "
+                                        "(an older copy of the ledger: restore the current one from a backup)"))
     return True
 
 
@@ -278,9 +280,18 @@ def _verify_provenance(entry, pkg: Path, sig_check, add) -> None:
               f"SOURCE_DATE_EPOCH {rec.source_date_epoch})"))
 
 
-def _verify_pool(cfg: Config, public: bytes, key: str, add) -> None:
+def _verify_pool(cfg: Config, public: bytes, key: str, add, entries: dict) -> None:
     pool = layout.pool(cfg)
     files = layout.pool_files(cfg)
+    for entry in sorted(entries.values(), key=lambda e: e.name):     # the archive every publish links from
+        for f in (entry.filename, entry.filename + ".sig"):
+            served = cfg.repo.published / f
+            if not (pool / f).is_file() or (pool / f).is_symlink():
+                add(Check(f"pool/{f}", False, f"missing from the pool (served for {entry.name} {entry.version}; "
+                                              "the next publish links it from there)"))
+            elif served.is_file() and not os.path.samefile(pool / f, served) \
+                    and sha256_file(pool / f) != sha256_file(served):     # a restored copy may be no hard link
+                add(Check(f"pool/{f}", False, "differs from the file served under that name"))
     for f in files:
         res = signing.verify_detached(public, pool / (f.filename + ".sig"), pool / f.filename, key)
         add(Check(f"pool/{f.filename}.sig", res.ok, res.reason))
