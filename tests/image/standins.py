@@ -9,7 +9,8 @@ key and published by avfrepo's publish() into two signed repositories:
 - [avf]: `avf-base` (depends on the rest), `linux-avf` (a STAND-IN kernel image at
   usr/lib/modules/<release>/vmlinuz with its pkgbase file), `avf-config` (a scriptlet that
   must NOT run: the image step uses --noscriptlet; a pacman hook whose program the target
-  does not have, as an aarch64 hook on an x86_64 build host).
+  does not have, as an aarch64 hook on an x86_64 build host; a user unit with a user preset,
+  as avf-desktop's Wayland socket).
 
 Used by tests/image/conftest.py and bench/bench_image.py.
 """
@@ -86,6 +87,10 @@ def _packages(bulk_mib: int) -> dict[str, dict[str, object]]:
             install -d "$pkgdir/usr/share/libalpm/hooks"
             printf '[Trigger]\nOperation = Install\nType = Path\nTarget = etc/avf/config\n\n[Action]\nDescription = stand-in hook the build host cannot run\nWhen = PostTransaction\nExec = /usr/bin/standin-hook\n' \
               > "$pkgdir/usr/share/libalpm/hooks/90-standin.hook"
+            install -d "$pkgdir/usr/lib/systemd/user" "$pkgdir/usr/lib/systemd/user-preset"
+            printf '[Socket]\nListenStream=%%t/standin-0\n[Install]\nWantedBy=sockets.target\n' \
+              > "$pkgdir/usr/lib/systemd/user/standin-display.socket"
+            echo 'enable standin-display.socket' > "$pkgdir/usr/lib/systemd/user-preset/80-standin.preset"
             """),
         "avf-base": dict(depends=("filesystem", "systemd", "linux-avf", "avf-config")
                          + (("standin-data",) if bulk_mib else ()), body="""\

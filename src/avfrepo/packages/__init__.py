@@ -192,10 +192,11 @@ def tree_file(tree: Path, rel: str, at: str, *, text: bool = False) -> bytes | s
 
 
 def registry() -> dict[str, ModuleType]:
-    from . import avf_base, avf_config, avf_keyring, guest_agents, linux_avf, systemd_avf, ttyd_avf
+    from . import avf_base, avf_config, avf_desktop, avf_keyring, guest_agents, linux_avf, systemd_avf, ttyd_avf
     # the packages others depend on come first (linux-avf before the agents that need its
     # headers; avf-base, which depends on everything, last)
-    return {m.NAME: m for m in (avf_config, avf_keyring, linux_avf, systemd_avf, ttyd_avf, guest_agents, avf_base)}
+    return {m.NAME: m for m in (avf_config, avf_keyring, linux_avf, systemd_avf, ttyd_avf, guest_agents, avf_desktop,
+                                avf_base)}
 
 
 def image_packages(module: ModuleType, pkgnames: tuple[str, ...] | None = None) -> tuple[str, ...]:
