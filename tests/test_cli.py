@@ -94,12 +94,12 @@ def test_key_init_creates_once_and_reports_existing(capsys, tmp_path):
     assert code == 0 and out.startswith(f"using existing key {first['fingerprint']}")
 
 
-def test_build_without_key_exits_1_before_building(capsys, cfg, tmp_path):
+def test_build_without_key_exits_2_before_building(capsys, cfg, tmp_path):
     conf = tmp_path / "nokey.toml"
     conf.write_text(cfg.file.read_text().replace(str(cfg.signing.gnupg_home), str(tmp_path / "empty")))
     run_cli(capsys, "--config", str(cfg.file), "sync")        # something to build
     code, _, err = run_cli(capsys, "--config", str(conf), "build")
-    assert code == 1 and "no signing key" in err and "avfrepo key init" in err
+    assert code == 2 and "no signing key" in err and "avfrepo key init" in err and err.count("\n") == 1
 
 
 def test_module_entry_point_runs():

@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, config as config_mod
+from . import __version__, config as config_mod, preflight
 from .errors import AvfrepoError, ConfigError, describe
 
 EPILOG = """\
@@ -48,6 +49,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
     report, sha = SyncReport(dry_run=args.dry_run), None
     try:
         cfg = config_mod.load(args.config)
+        if args.commit and not args.dry_run:     # before anything is rendered, never after
+            preflight.git_tree(cfg.pkgbuilds, "sync --commit")
+        if not args.dry_run:
+            preflight.writable(cfg.pkgbuilds, "[paths] pkgbuilds", f"set [paths] pkgbuilds in {cfg.file} "
+                               "to a folder you can write")
+        preflight.tools("git", why="sync")
+        preflight.build_user(cfg)                # makepkg --printsrcinfo runs as that user
         report = sync(cfg, dry_run=args.dry_run, only=args.names or None, rerender=args.rerender,
                       discard_edits=args.discard_edits)
         if args.commit and report.written:
@@ -191,6 +199,9 @@ def cmd_repo_add(args: argparse.Namespace) -> int:
     if args.dry_run and args.plan is None:
         print("avfrepo: error: --dry-run checks unsigned packages against a plan: it needs --plan", file=sys.stderr)
         return 2
+    if not args.dry_run:
+        preflight.for_publish(cfg)
+        preflight.signing(cfg)
     if args.plan is not None:
         key = None if args.dry_run else signing_key(cfg.signing)
         checked = sign_and_publish(cfg, key, Path(args.plan), [Path(p).resolve() for p in args.packages],
@@ -212,6 +223,8 @@ def cmd_repo_add(args: argparse.Namespace) -> int:
 def cmd_repo_rollback(args: argparse.Namespace) -> int:
     from .repo.manage import rollback
     cfg = config_mod.load(args.config)
+    preflight.for_publish(cfg)
+    preflight.signing(cfg)
     version = rollback(cfg, args.package, args.version, progress=_progress)
     print(f"{args.package} {version} is published again")
     return 0
@@ -220,6 +233,8 @@ def cmd_repo_rollback(args: argparse.Namespace) -> int:
 def cmd_repo_remove(args: argparse.Namespace) -> int:
     from .repo.manage import remove
     cfg = config_mod.load(args.config)
+    preflight.for_publish(cfg)
+    preflight.signing(cfg)
     version = remove(cfg, args.package, progress=_progress)
     print(f"removed {args.package} {version} from [{cfg.repo.name}]")
     return 0
@@ -281,6 +296,9 @@ def cmd_pacman_conf(args: argparse.Namespace) -> int:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
+    if not args.dry_run:
+        preflight.root("image", "pacman --root installs as root; mkfs.ext4, mkfs.vfat and the image's file "
+                                "owners need it")
     from .image import build_image
     cfg = config_mod.load(args.config)
     result = build_image(cfg, args.output, dry_run=args.dry_run, progress=_progress)
@@ -344,6 +362,7 @@ def _tracked_avf_tree(config: str | None) -> Path | None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
+    preflight.root("demo", "its last step installs with the real pacman and pacman-key into a private root")
     return run_demo(args.workdir, keep=args.keep, progress=_progress)
 
 
@@ -592,13 +611,19 @@ def main(argv: list[str] | None = None) -> int:
         args = p.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    except BrokenPipeError:
+        return _closed_pipe()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(name)s: %(message)s", stream=sys.stderr)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()          # a closed pipe shows here, not in the interpreter's last flush
+        return code
     except KeyboardInterrupt:
         print("avfrepo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
     except Exception as exc:        # the one top-level error path: one line, exit 1 (2 config)
         if args.debug:
             import traceback
@@ -606,6 +631,18 @@ def main(argv: list[str] | None = None) -> int:
         message, code = describe(exc)
         print(f"avfrepo: error: {message}", file=sys.stderr)
         return code
+
+
+def _closed_pipe() -> int:
+    """The reader went away (`avfrepo repo list | head`): stop quietly with 141 (128 + SIGPIPE),
+    what git and other programs killed by SIGPIPE report, so `set -o pipefail` still sees it.
+    stdout is pointed at /dev/null so the interpreter's final flush cannot complain either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .. import provenance, signing
+from .. import preflight, provenance, signing
 from .. import state as state_mod
 from ..config import Config
 from ..errors import AvfrepoError, ConfigError, NothingSynced
@@ -179,7 +179,7 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
     if unsigned_to is not None and unsigned_to.exists() and not unsigned_to.is_dir():
         raise ConfigError(f"{unsigned_to}: not a folder")
     sign = unsigned_to is None and not dry_run
-    key = signing.signing_key(cfg.signing) if sign else None   # a missing key fails before any build
+    key = preflight.signing(cfg) if sign else None   # no usable key: refused before any build (exit 2)
     failures = history.load(cfg)
     planner, ordered = compute(cfg, requested, only=only, failures=failures)
     report = BuildReport(dry_run=dry_run, jobs=jobs)
@@ -189,6 +189,10 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
     if dry_run or not items:
         return report
 
+    # tools, build user, writable folders: checked before the first package (exit 2), never
+    # found missing after hours of building
+    preflight.for_build(cfg, backend=None if backend is not None else cfg.build.backend, publish=sign,
+                        out=unsigned_to)
     backend = backend or backend_for(cfg)
     backend.preflight(ordered)                       # e.g. makepkg on x86_64 for aarch64: refused here
     if sign:

@@ -32,13 +32,14 @@ def _holder(fd: int) -> str:
         return "unknown holder"
 
 
-def _open(path: Path):
+def _open(path: Path, write: bool = True):
     """The lock file, never through a symbolic link, and only a regular file with one link:
     the holder truncates and writes it, so a planted symbolic or hard link to another file
-    would have that file truncated."""
+    would have that file truncated. write=False: open an existing one read-only (a shared
+    lock needs no more)."""
+    flags = (os.O_RDWR | os.O_CREAT) if write else os.O_RDONLY
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY,
-                     0o644)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY, 0o644)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise AvfrepoError(f"{path}: is a symbolic link; the lock must be a regular file "
@@ -69,10 +70,23 @@ def _tell(fd: int, text: str) -> None:
 def repo_lock(repo: Path, timeout: float, what: str = "",
               progress: Callable[[str], None] = lambda s: None, *, shared: bool = False) -> Iterator[None]:
     """Hold the repository lock: exclusive for changes, shared (any number of readers, no
-    writer) for `verify`."""
-    repo.mkdir(parents=True, exist_ok=True)
+    writer) for `verify`.
+
+    A reader that may not write the repository (another user's, or a read-only mount) takes
+    the shared lock on the existing lock file opened read-only; when there is none it reads
+    without one: no avfrepo has published there yet, and this user could not have created it."""
     path = repo / ".lock"
-    fh = _open(path)      # a file descriptor
+    try:
+        repo.mkdir(parents=True, exist_ok=True)
+        fh = _open(path)      # a file descriptor
+    except OSError as exc:
+        if not shared or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        try:
+            fh = _open(path, write=False)
+        except FileNotFoundError:
+            yield
+            return
     mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     try:
         deadline = time.monotonic() + timeout
