@@ -185,6 +185,13 @@ def test_readme_names_guids_and_first_boot_tasks(extracted, built_image):
     readme = (extracted / "README").read_text()
     assert result.partitions["root_part"]["guid"] in readme and result.partitions["efi_part"]["guid"] in readme
     assert "pacman-key --init" in readme and "/sdcard/linux/images.tar.gz" in readme
+    # the phone path: debuggable, removing an old install, sudo, the automatic keyring, the logs
+    assert "getprop\n     ro.debuggable` prints 1" in readme and "Retail phones are not" in readme
+    assert "Settings -> Recovery -> Reset to initial version" in readme
+    assert "sudo pacman -Syu" in readme and "avf-keyring-init.service" in readme
+    assert "/data/data/com.android.virtualization.terminal/files/debian.log" in readme
+    assert f"signed by: {result.signing_key}" in readme
+    assert "avf-enable-display" not in readme          # the stand-in image has no avf-desktop
 
 
 def test_manifest_lists_packages_repos_and_member_hashes(extracted, built_image):

@@ -76,3 +76,12 @@ def test_tree_bytes_counts_blocks_and_hard_links_once(tmp_path):
     (tmp_path / "d").mkdir()
     total, inodes = rootfs.tree_bytes(tmp_path)
     assert total == 2 * 4096 + 2 * 4096 and inodes == 3
+
+
+def test_readme_tells_the_display_command_only_when_avf_desktop_is_installed():
+    efi, root = vmconfig.new_partition("EFI"), vmconfig.new_partition("ROOT")
+    values = dict(build_id="b 2026", repo="avf", efi=efi, root=root, memory_mib=4096, repo_names="[core], [avf]",
+                  packages=[], top_packages="avf-base", presets="p", first_boot=[], signing_key="ABCD")
+    with_display = vmconfig.render_readme(display=True, **values)
+    assert "sudo avf-enable-display" in with_display and "signed by: ABCD" in with_display
+    assert "avf-enable-display" not in vmconfig.render_readme(display=False, **values)

@@ -239,7 +239,8 @@ def _build(cfg: Config, work: Path, output: Path, result: ImageResult, progress:
     (out / "README").write_text(vmconfig.render_readme(
         build_id=result.build_id.strip(), repo=cfg.repo.name, efi=efi_p, root=root_p, memory_mib=img.memory_mib,
         repo_names=", ".join(f"[{r['name']}]" for r in result.repos), packages=installed,
-        top_packages=", ".join(img.packages), presets=result.build_time["presets"], first_boot=result.first_boot))
+        top_packages=", ".join(img.packages), presets=result.build_time["presets"], first_boot=result.first_boot,
+        signing_key=result.signing_key, display="avf-desktop" in versions))
 
     progress("image: tar + " + archive.compressor())
     tarball = work / "images.tar.gz"
