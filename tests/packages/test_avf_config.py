@@ -97,6 +97,7 @@ def test_first_boot_keyring_unit_is_enabled_and_passes_systemd_analyze_verify(cf
     files = render_at(cfg).files
     u = unit(files["avf-keyring-init.service"])
     assert u["Unit"]["ConditionPathExists"] == "!/var/lib/avf-config/keyring-initialized"
+    assert u["Unit"]["ConditionFileIsExecutable"] == "/usr/bin/pacman-key"
     starts = [l for l in files["avf-keyring-init.service"].decode().splitlines() if l.startswith("ExecStart=")]
     assert starts == ["ExecStart=/usr/bin/pacman-key --init", "ExecStart=/usr/bin/pacman-key --populate",
                       "ExecStart=/usr/bin/touch /var/lib/avf-config/keyring-initialized"]
