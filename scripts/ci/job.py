@@ -240,10 +240,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
     pkgbuilds = cfg.pkgbuilds
     plan_dir = Path(args.plan_dir)
     plan_dir.mkdir(parents=True, exist_ok=True)
+    # avfrepo reads the published db only once its signature by the repository key verifies: the
+    # public key (AVF_PUBLIC_KEY) goes into the plan artifact too, for the build jobs
+    import_key("AVF_PUBLIC_KEY", public=True, fingerprint=os.environ.get("AVF_SIGNING_FINGERPRINT"))
+    if os.environ.get("AVF_PUBLIC_KEY", "").strip():
+        (plan_dir / "key.asc").write_text(os.environ["AVF_PUBLIC_KEY"].strip() + "\n")
     if gh("release", "view", RELEASE, check=False).returncode == 0:
-        gh("release", "download", RELEASE, "--pattern", "avf.db", "--dir", str(plan_dir), "--clobber")
         cfg.repo.db.parent.mkdir(parents=True, exist_ok=True)      # where `build --plan` reads [avf]
-        shutil.copyfile(plan_dir / "avf.db", cfg.repo.db)
+        for name, dest in (("avf.db", cfg.repo.db), ("avf.db.sig", Path(f"{cfg.repo.db}.sig"))):
+            gh("release", "download", RELEASE, "--pattern", name, "--dir", str(plan_dir), "--clobber")
+            shutil.copyfile(plan_dir / name, dest)
     ref = git("rev-parse", "HEAD").stdout.strip()
     if not any(pkgbuilds.glob("*/PKGBUILD")):      # a fresh fork before its first merged sync
         output(layers="[[],[]]", build="false", ref=ref)
@@ -291,6 +297,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     if (plan_dir / "avf.db").is_file():      # the published db the plan was made against
         db.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(plan_dir / "avf.db", db)
+        if (plan_dir / "avf.db.sig").is_file():
+            shutil.copyfile(plan_dir / "avf.db.sig", f"{db}.sig")
+    if (plan_dir / "key.asc").is_file():     # the repository's public key: avfrepo checks the db with it
+        os.environ["AVF_PUBLIC_KEY"] = (plan_dir / "key.asc").read_text()
+        import_key("AVF_PUBLIC_KEY", public=True, fingerprint=None)
     out = Path(args.out).resolve()
     res = avfrepo("--config", str(config), "build", "--only", "--unsigned", str(out), *bases, timeout=None)
     sys.stdout.write(res.stdout)

@@ -2,7 +2,9 @@
 
 1. lock the repository (flock, waits up to [repo] lock_timeout, names the holder); sign a
    probe with the key (a revoked, expired or unusable key stops here);
-2. validate every incoming package before anything moves: regular files only, signature by
+2. read what is published from the served db once its signature verifies (signed_db), and
+   the ledger (refused when missing from a repository that has published, or older than the
+   served snapshot); validate every incoming package before anything moves: regular files only, signature by
    the repository key, name/version/arch by Arch's rules, file name exactly
    <name>-<version>-<arch>.pkg.tar.<ext>, arch, every ELF object in it for that arch's machine
    (none in an `any` package: formats/elf.py), no downgrade, no version published before
@@ -15,8 +17,9 @@
    lists, the armored key; check it (check_snapshot: both dbs non-empty and signed, listing
    exactly the intended set, every package there and signed), then rename it to its
    generation number; a bad snapshot is removed and nothing is switched;
-5. switch `<repo>/<arch>` to the new snapshot with one atomic rename of a symlink;
-   then record the switch in ledger.json;
+5. write ledger.json with what the switch makes true (pending: a rollback's hold), switch
+   `<repo>/<arch>` to the new snapshot with one atomic rename of a symlink, then record the
+   switch in ledger.json (ledger.py: a kill between the two writes loses nothing);
 6. apply retention: keep the last [repo] keep versions of each package in the pool, the
    current and the previous snapshot.
 A SIGKILL at any point leaves the old or the new repository, each complete; leftovers of an
@@ -97,8 +100,8 @@ def signed_db(cfg: Config, public: bytes | None = None, fingerprint: str | None 
     db = cfg.repo.db
     if not os.path.lexists(db):
         return {}
-    if fingerprint is None:
-        fingerprint = signing.verification_key(cfg.signing)
+    if fingerprint is None:                    # the public key suffices (CI's plan job holds no secret)
+        fingerprint = signing.keyring_key(cfg.signing).fingerprint
     if public is None:
         public, _ = signing.public_key_files(cfg.signing, fingerprint, cfg.cache)
     res = signing.verify_detached(public, Path(str(db) + ".sig"), db, fingerprint)

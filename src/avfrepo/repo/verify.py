@@ -10,7 +10,9 @@ repository key; every db entry's package exists with the size and sha256 the db 
 in it is for the machine of its arch (none in an `any` package: formats/elf.py); no package
 file lies there that the db does not list. Dependencies: every dependency of a listed package
 on a name [avf]'s own packages provide (pkgbuilds/) is met by the listed packages
-(closure.py). Pool (the archive): every package has a good signature.
+(closure.py). Ledger: present once anything is published, not older than the served
+snapshot. Pool (the archive): every served package and .sig is there with the same bytes,
+every package has a good signature.
 Leftovers of an interrupted publish are warnings (the next publish removes them).
 With provenance=True (`verify --provenance`), every listed package also needs its provenance
 record: present, signed by the repository key, and naming the db entry's package, version,
