@@ -99,8 +99,8 @@ def test_image_dry_run_on_a_fresh_clone_says_nothing_synced(capsys, cfg):
 
 def test_rollback_of_an_unknown_package_says_so(capsys, cfg):
     code, _, err = run_cli(capsys, "--config", str(cfg.file), "repo", "rollback", "nosuch")
-    assert code == 1
-    assert "nosuch is not in [avf] and has no archived version" in err and "avfrepo repo list" in err
+    assert code == 2                # an unknown name is a usage error, as in sync and build
+    assert "nosuch: no such package in [avf]" in err and "avfrepo repo list" in err
     assert "older than nothing" not in err
 
 
