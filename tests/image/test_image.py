@@ -121,7 +121,7 @@ def test_root_part_per_image_files_and_presets(extracted):
     assert re.search(r"^LABEL=EFI\s+/boot\s+vfat", fstab, re.M)
     link = debugfs(root, "stat /etc/systemd/system/multi-user.target.wants/standin-agent.service")
     assert "Type: symlink" in link and "standin-agent.service" in link
-    # user units' presets too (avf-desktop's weston.socket): the first boot applies only the system's
+    # user units' presets too (avf-desktop's weston.socket), applied at build time
     user = debugfs(root, "stat /etc/systemd/user/sockets.target.wants/standin-display.socket")
     assert "Type: symlink" in user and "/usr/lib/systemd/user/standin-display.socket" in user
 

@@ -185,7 +185,8 @@ def finish(root: Path, pm: Pacman, progress: Callable[[str], None]) -> dict[str,
     else:
         done["presets"] = "first boot (no systemctl here, or no units in the root)"
     if (root / "usr/lib/systemd/user-preset").is_dir() and which("systemctl"):
-        # the user units' presets (avf-desktop's Wayland socket): the first boot applies only the system's
+        # the user units' presets (avf-desktop's Wayland socket), not left to the first boot, whose
+        # preset-all is the system manager's
         res = run(["systemctl", f"--root={root}", "--global", "preset-all"], check=False)
         done["user_presets"] = ("applied at build time (systemctl --root --global preset-all)" if res.returncode == 0
                                 else "not applied: " + " ".join((res.stdout + res.stderr).split())[-200:])
