@@ -251,12 +251,73 @@ def test_non_utf8_file_is_reported_as_invalid_toml(tmp_path):
     ("[signing]\nkeys = ''\n", "[signing]", "keys"),
     ("[build]\nbackends = 'makepkg'\n", "[build]", "backends"),
     ("[upstreams.avf]\nurll = 'x'\n", "[upstreams.avf]", "urll"),
-    ("[reop]\nname = 'avf'\n", "", "reop"),
 ])
 def test_unknown_key_is_an_error_naming_table_and_key(tmp_path, text, where, key):
     msg = config_error(tmp_path, text)
     assert f"{key}: unknown key" in msg
     assert where in msg
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[singing]\nkey = ''\n", "[singing]: unknown section (did you mean [signing]?)"),
+    ("[reop]\nname = 'avf'\n", "[reop]: unknown section (did you mean [repo]?)"),
+    ("[imgae]\npackages = ['avf-base']\n", "[imgae]: unknown section (did you mean [image]?)"),
+    ("[repo]\nsever = 'https://x.org/avf'\n", "[repo] sever: unknown key (did you mean server?)"),
+    ("[build]\nbackends = 'makepkg'\n", "[build] backends: unknown key (did you mean backend?)"),
+    ("[packages]\nenable = ['avf-confg']\n", '[packages] enable: unknown package "avf-confg" (did you mean avf-config'),
+    ("[[packages.linux-avff.carry]]\nfile = 'x.patch'\n", "[packages.linux-avff]: unknown package (did you mean linux-avf?)"),
+])
+def test_did_you_mean_for_unknown_sections_keys_and_packages(tmp_path, text, expected):
+    msg = config_error(tmp_path, text)
+    assert expected in msg and "\n" not in msg
+
+
+def test_an_unknown_upstream_table_is_refused_unless_it_has_a_kind(tmp_path):
+    msg = config_error(tmp_path, "[upstreams.avff]\nurl = 'https://example.invalid/v'\ntag_pattern = '^v(\\d+)$'\n")
+    assert "[upstreams.avff]: no package reads an upstream of that name (did you mean [upstreams.avf]?)" in msg
+    assert "give the table a kind" in msg
+    cfg = load_text(tmp_path, "[upstreams.avff]\nkind = 'git-tags'\nurl = 'file:///x'\ntag_pattern = '^v(\\d+)$'\n")
+    assert cfg.upstream("avff").url == "file:///x"
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("[build]\nmakepkg_cross = 'yes'\n", 'got "yes"'),
+    ("[build]\njobs = true\n", "got true"),
+    ("[build]\nuser = 1000\n", "must be a string, got integer 1000"),
+    ("[build]\nuser = false\n", "must be a string, got boolean false"),
+    ("[repo]\nkeep = 'three'\n", 'got "three"'),
+    ("[build]\nmakepkg_cross = ['no']\n", 'got ["no"]'),
+    ("[packages]\nenable = [true]\n", "got [true]"),
+    ("[image]\nrepos = [{name = 'core', server = 'x y', siglevel = 'Never'}]\n",
+     'got {name = "core", server = "x y", siglevel = "Never"}'),
+])
+def test_values_are_shown_in_toml_notation(tmp_path, text, shown):
+    msg = config_error(tmp_path, text)
+    assert shown in msg, msg
+    assert "True" not in msg and "False" not in msg and "got '" not in msg
+
+
+@pytest.mark.parametrize("server, fixed", [
+    ("https://github.com/o/r/releases/download/$arch", "https://github.com/o/r/releases/download"),
+    ("https://host.org/avf/$arch/", "https://host.org/avf"),
+])
+def test_a_server_ending_in_arch_is_refused_naming_the_url_to_set(tmp_path, server, fixed):
+    msg = config_error(tmp_path, f"[repo]\nserver = '{server}'\n")
+    assert "[repo] server: must be the URL of the folder that holds $arch, without /$arch" in msg
+    assert f'set server = "{fixed}"' in msg
+
+
+def test_the_config_is_found_in_the_nearest_folder_above_as_git_does(tmp_path, monkeypatch):
+    monkeypatch.delenv("AVFREPO_CONFIG", raising=False)
+    conf = write(tmp_path / "top" / "avfrepo.toml", "[repo]\nname = 'mine'\n")
+    deep = tmp_path / "top" / "pkgbuilds" / "avf-config"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    cfg = config.load()
+    assert cfg.file == conf and cfg.repo.name == "mine" and cfg.pkgbuilds == tmp_path / "top" / "pkgbuilds"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="no such config file, here or in any folder above"):
+        config.load()
 
 
 def test_unknown_key_message_lists_the_known_keys(tmp_path):
@@ -287,7 +348,7 @@ def test_scalar_where_a_table_belongs_names_the_key(tmp_path, text, key):
 
 def test_bad_backend_choice_lists_the_choices(tmp_path):
     msg = config_error(tmp_path, "[build]\nbackend = 'docker'\n")
-    assert "[build] backend: must be one of makepkg, makechrootpkg, got 'docker'" in msg
+    assert '[build] backend: must be one of makepkg, makechrootpkg, got "docker"' in msg
 
 
 @pytest.mark.parametrize("arch", ["arm64", "armv7h", "AARCH64", ""])
@@ -305,7 +366,7 @@ def test_bad_repo_name_is_rejected(tmp_path, name):
 @pytest.mark.parametrize("key", [FPR[:-1], FPR + "0", "G" + FPR[1:], "0x" + FPR[2:], FPR[:16]])
 def test_fingerprint_must_be_40_hex_digits(tmp_path, key):
     msg = config_error(tmp_path, f"[signing]\nkey = '{key}'\n")
-    assert f"[signing] key: must be a full 40-hex-digit fingerprint, got '{key}'" in msg
+    assert f'[signing] key: must be a full 40-hex-digit fingerprint, got "{key}"' in msg
 
 
 def test_unknown_upstream_kind_is_rejected(tmp_path):
@@ -462,7 +523,7 @@ def test_bad_values_of_the_new_kinds_name_file_and_key(tmp_path, text, key, reas
 
 def test_kind_choice_lists_every_kind(tmp_path):
     msg = config_error(tmp_path, '[upstreams.up]\nkind = "alpm"\n')
-    assert "[upstreams.up] kind: must be one of git-tags, alpm-db, kernel-org, git-branch, got 'alpm'" in msg
+    assert '[upstreams.up] kind: must be one of git-tags, alpm-db, kernel-org, git-branch, got "alpm"' in msg
 
 
 def test_the_committed_config_follows_the_real_upstreams():
@@ -507,12 +568,11 @@ def test_packages_enable_is_a_list_of_names(tmp_path):
             config.load(f)
 
 
-def test_unknown_enabled_package_is_a_config_error_at_sync(tmp_path):
-    from avfrepo.sync import sync
+def test_unknown_enabled_package_is_a_config_error_at_load_for_every_command(tmp_path):
     f = tmp_path / "avfrepo.toml"
     f.write_text('[packages]\nenable = ["avf-confg"]\n')
-    with pytest.raises(ConfigError, match="unknown package avf-confg"):
-        sync(config.load(f))
+    with pytest.raises(ConfigError, match='enable: unknown package "avf-confg" \\(did you mean avf-config'):
+        config.load(f)
 
 
 # --- git-branch (ALARM's PKGBUILDs) and the kernel's pins ------------------------------------

@@ -17,7 +17,8 @@ from . import __version__, config as config_mod, preflight
 from .errors import AvfrepoError, ConfigError, describe
 
 EPILOG = """\
-configuration: avfrepo.toml in the current directory, or --config FILE, or $AVFREPO_CONFIG.
+configuration: avfrepo.toml in the current folder or the nearest one above it (as git finds .git),
+or --config FILE, or $AVFREPO_CONFIG.
 
 exit codes (every command):
   0    done, or nothing to do (a package `repo rollback` holds is reported "held", not an error)
@@ -371,7 +372,7 @@ def parser() -> argparse.ArgumentParser:
         prog="avfrepo",
         description="Keep the signed pacman repository [avf] (Arch Linux ARM for the Android Terminal app) current.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", metavar="FILE", help="config file (default: ./avfrepo.toml or $AVFREPO_CONFIG)")
+    p.add_argument("--config", metavar="FILE", help="config file (default: $AVFREPO_CONFIG, else avfrepo.toml here or in the nearest folder above)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every external command")
     p.add_argument("--debug", action="store_true", help="on an error, also print the Python traceback")
     p.add_argument("--version", action="version", version=f"avfrepo {__version__}")

@@ -1,11 +1,15 @@
 """avfrepo.toml -> frozen, typed configuration.
 
 Every problem names the file and the key, and raises ConfigError (exit code 2). Unknown keys
-are errors too: a typo must never silently fall back to a default.
+are errors too: a typo must never silently fall back to a default. Unknown sections, keys,
+package and upstream names get the closest known ones ("did you mean"), and values are shown
+as TOML writes them (`got true`, `got "docker"`), not as Python does.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 import os
 import re
@@ -253,6 +257,46 @@ class ImageConfig:
     gpgdir: Path = Path("/etc/pacman.d/gnupg")      # keyring trusting ALARM's and [avf]'s keys
 
 
+def toml_value(value: Any) -> str:
+    """value as it is written in TOML (true, "text", [1, 2], {a = 1}): how errors show it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)       # TOML's basic string escapes
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k if re.fullmatch(r'[A-Za-z0-9_-]+', k) else json.dumps(k)} = {toml_value(v)}"
+                               for k, v in value.items()) + "}"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+_TOML_TYPES = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}
+
+
+def _toml_type(value: Any) -> str:
+    return _TOML_TYPES.get(type(value), "date/time")
+
+
+def did_you_mean(name: str, known: "list[str] | tuple[str, ...] | set[str]", fmt: str = "{}") -> str:
+    """" (did you mean X?)" with the closest of known (difflib), or "" when none is close."""
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.5)   # "singing" -> signing: 0.57
+    return f" (did you mean {' or '.join(fmt.format(c) for c in close)}?)" if close else ""
+
+
+def _catalog() -> tuple[tuple[str, ...], frozenset[str]]:
+    """The packages avfrepo knows and the upstreams they read (packages.registry)."""
+    from . import packages
+    reg = packages.registry()
+    return tuple(reg), frozenset(u for m in reg.values() for u in m.UPSTREAMS) | {"avf", ALARM_PKGBUILDS}
+
+
 class _Table:
     """A TOML table being read: remembers the key path and which keys were used."""
 
@@ -273,7 +317,7 @@ class _Table:
             return default
         value = self.data[key]
         if kind is str and not isinstance(value, str):
-            raise self._err(key, f"must be a string, got {type(value).__name__} {value!r}")
+            raise self._err(key, f"must be a string, got {_toml_type(value)} {toml_value(value)}")
         if kind is str and not value.strip() and required:
             raise self._err(key, "must not be empty")
         return value
@@ -281,7 +325,7 @@ class _Table:
     def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
         value = self.get(key, str, default)
         if value not in choices:
-            raise self._err(key, f"must be one of {', '.join(choices)}, got {value!r}")
+            raise self._err(key, f"must be one of {', '.join(choices)}, got {toml_value(value)}")
         return value
 
     def table(self, key: str) -> "_Table":
@@ -293,19 +337,25 @@ class _Table:
 
     def finish(self) -> None:
         unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise self._err(unknown[0], f"unknown key (known: {', '.join(sorted(self.used))})")
+        if not unknown:
+            return
+        key = unknown[0]
+        if not self.where and isinstance(self.data[key], dict):        # a top-level table
+            raise ConfigError(f"{self.file or '<config>'}: [{key}]: unknown section"
+                              f"{did_you_mean(key, self.used, '[{}]')} (known: "
+                              f"{', '.join(f'[{k}]' for k in sorted(self.used))})")
+        raise self._err(key, f"unknown key{did_you_mean(key, self.used)} (known: {', '.join(sorted(self.used))})")
 
 
 def _number(t: _Table, key: str, kind: type | tuple[type, ...], default: float, *, minimum: float) -> float:
     t.used.add(key)
     value = t.data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, kind):
-        raise t._err(key, f"must be a number, got {value!r}")
+        raise t._err(key, f"must be a number, got {toml_value(value)}")
     if not math.isfinite(value):
-        raise t._err(key, f"must be a finite number, got {value!r}")
+        raise t._err(key, f"must be a finite number, got {toml_value(value)}")
     if value < minimum:
-        raise t._err(key, f"must be at least {minimum}, got {value!r}")
+        raise t._err(key, f"must be at least {minimum}, got {toml_value(value)}")
     return value
 
 
@@ -328,14 +378,14 @@ def _regex(table: _Table, key: str, default: str | None, *, required: bool) -> s
 def _word(t: _Table, key: str, default: str, pattern: str, what: str) -> str:
     value = t.get(key, str, default)
     if not re.fullmatch(pattern, value):
-        raise t._err(key, f"must be {what}, got {value!r}")
+        raise t._err(key, f"must be {what}, got {toml_value(value)}")
     return value
 
 
 def _http_url(t: _Table, key: str, default: str) -> str:
     value = t.get(key, str, default).strip()
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
-        raise t._err(key, f"must be an http:// or https:// URL, got {value!r}")
+        raise t._err(key, f"must be an http:// or https:// URL, got {toml_value(value)}")
     return value
 
 
@@ -344,7 +394,7 @@ def _net(t: _Table, default: NetPolicy) -> NetPolicy:
     timeout = float(_number(t, "timeout", (int, float), default.timeout, minimum=0.001))
     retries = _number(t, "retries", int, default.retries, minimum=0)
     if retries > 10:
-        raise t._err("retries", f"must be at most 10, got {retries!r}")
+        raise t._err("retries", f"must be at most 10, got {toml_value(retries)}")
     backoff = float(_number(t, "backoff", (int, float), default.backoff, minimum=0))
     deadline = float(_number(t, "deadline", (int, float), max(default.deadline, timeout), minimum=timeout))
     return NetPolicy(timeout=timeout, retries=retries, backoff=backoff, deadline=deadline)
@@ -368,7 +418,7 @@ def _alpm_db(name: str, t: _Table) -> AlpmDbUpstream:
         raise t._err("source_tag", "only means something together with source_git")
     fields = {f for _, f, _, _ in string.Formatter().parse(source_tag) if f is not None}
     if fields != {"pkgver"}:
-        raise t._err("source_tag", f"must contain {{pkgver}} and no other field, got {source_tag!r}")
+        raise t._err("source_tag", f"must contain {{pkgver}} and no other field, got {toml_value(source_tag)}")
     return AlpmDbUpstream(name=name, server=server, arch=arch, repo=repo, package=package,
                           source_git=source_git, source_tag=source_tag, net=_net(t, NetPolicy()))
 
@@ -388,7 +438,7 @@ def _kernel_org(name: str, t: _Table) -> KernelOrgUpstream:
         if value is None:
             continue
         if not re.fullmatch(re.escape(series) + r"(\.\d+)?", value):
-            raise t._err(key, f"must be a release of series {series} such as {series}.187, got {value!r}")
+            raise t._err(key, f"must be a release of series {series} such as {series}.187, got {toml_value(value)}")
         pins[key] = value
     if len(pins) == 2:
         raise t._err("pin", "set one of them: pin is one exact release, max_version caps the series")
@@ -403,7 +453,7 @@ def _git_branch(name: str, t: _Table) -> GitBranchUpstream:
         raise t._err("url", "must not be empty")
     branch = _word(t, "branch", "master", r"[A-Za-z0-9][A-Za-z0-9._/-]*", "a branch name like master")
     if ".." in branch or branch.endswith((".lock", "/")):
-        raise t._err("branch", f"must be a branch name like master, got {branch!r}")
+        raise t._err("branch", f"must be a branch name like master, got {toml_value(branch)}")
     return GitBranchUpstream(name=name, url=url, branch=branch, net=_net(t, GIT_NET))
 
 
@@ -426,12 +476,21 @@ def parse(data: dict[str, Any], file: Path | None, root: Path) -> Config:
     r = top.table("repo")
     name = r.get("name", str, "avf")
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
-        raise r._err("name", f"must be a simple repository name like 'avf', got {name!r}")
+        raise r._err("name", f"must be a simple repository name like avf, got {toml_value(name)}")
+    server = r.get("server", str, "https://example.invalid/avf").rstrip("/")
+    if "$arch" in server or "$repo" in server:
+        # pacman-conf writes `Server = <server>/$arch`: a server that has it already would
+        # send pacman to .../$arch/$arch
+        fixed = server.replace("/$arch", "").replace("$arch", "").rstrip("/")
+        raise r._err("server", f"must be the URL of the folder that holds $arch, without /$arch "
+                               f"(`avfrepo pacman-conf` adds it), got {toml_value(server)}: "
+                               + (f"set server = {toml_value(fixed)}" if "$repo" not in fixed
+                                  else "[avf] is one repository: leave out $repo too"))
     repo = RepoConfig(
         name=name,
         path=_path(r.get("path", str, "repo"), root),
         arch=r.choice("arch", ARCHES, "aarch64"),
-        server=r.get("server", str, "https://example.invalid/avf").rstrip("/"),
+        server=server,
         keep=_number(r, "keep", int, 3, minimum=1),
         lock_timeout=float(_number(r, "lock_timeout", (int, float), 300, minimum=0)),
     )
@@ -440,7 +499,7 @@ def parse(data: dict[str, Any], file: Path | None, root: Path) -> Config:
     s = top.table("signing")
     key = s.get("key", str, "") or None
     if key is not None and not re.fullmatch(r"[0-9A-Fa-f]{40}", key):
-        raise s._err("key", f"must be a full 40-hex-digit fingerprint, got {key!r}")
+        raise s._err("key", f"must be a full 40-hex-digit fingerprint, got {toml_value(key)}")
     home = os.environ.get(GNUPGHOME_ENV) or s.get("gnupg_home", str, "~/.gnupg")
     s.used.add("gnupg_home")
     signing = SigningConfig(key=key.upper() if key else None, gnupg_home=_path(home, root))
@@ -456,17 +515,26 @@ def parse(data: dict[str, Any], file: Path | None, root: Path) -> Config:
         makepkg_cross=b.get("makepkg_cross", bool, False),
     )
     if not isinstance(build.makepkg_cross, bool):
-        raise b._err("makepkg_cross", f"must be true or false, got {build.makepkg_cross!r}")
+        raise b._err("makepkg_cross", f"must be true or false, got {toml_value(build.makepkg_cross)}")
     if isinstance(build.jobs, bool) or not isinstance(build.jobs, int) or not 1 <= build.jobs <= 64:
-        raise b._err("jobs", f"must be a whole number from 1 to 64, got {build.jobs!r}")
+        raise b._err("jobs", f"must be a whole number from 1 to 64, got {toml_value(build.jobs)}")
     b.finish()
 
+    known_packages, read_upstreams = _catalog()
     ups = top.table("upstreams")
     upstreams = {}
     for uname in ups.data:
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", uname):
             raise ups._err(uname, "upstream names are lowercase letters, digits, - and _")
         upstreams[uname] = _upstream(uname, ups.table(uname))
+        # a table no package reads and that says nothing of its kind is a misspelt name,
+        # never a new upstream to query; one with a kind is the maintainer's own (`sync NAME`)
+        if uname not in read_upstreams and "kind" not in ups.data[uname]:
+            raise ConfigError(
+                f"{file or '<config>'}: [upstreams.{uname}]: no package reads an upstream of that name"
+                f"{did_you_mean(uname, read_upstreams, '[upstreams.{}]')}; the packages read "
+                f"{', '.join(sorted(read_upstreams))}. Fix the name, or give the table a kind "
+                f"({', '.join(UPSTREAM_KINDS)}) to keep it as an upstream of your own for `avfrepo sync {uname}`")
     if "avf" not in upstreams:
         upstreams["avf"] = GitTagsUpstream("avf", AVF_URL, AVF_TAG_PATTERN)
     ups.finish()
@@ -474,14 +542,22 @@ def parse(data: dict[str, Any], file: Path | None, root: Path) -> Config:
     enabled = pk.get("enable", list, None)
     if enabled is not None and (not isinstance(enabled, list) or not enabled
                                 or not all(isinstance(n, str) and n for n in enabled)):
-        raise pk._err("enable", f"must be a non-empty list of package names, got {enabled!r}")
+        raise pk._err("enable", f"must be a non-empty list of package names, got {toml_value(enabled)}")
+    for pname in enabled or []:
+        if pname not in known_packages:
+            raise pk._err("enable", f"unknown package {toml_value(pname)}{did_you_mean(pname, known_packages)} "
+                                    f"(known: {', '.join(known_packages)})")
     carry: dict[str, tuple[CarriedPatch, ...]] = {}
     for pname in [k for k in pk.data if k != "enable"]:
         if not re.fullmatch(r"[a-z0-9][a-z0-9@._+-]*", pname) or not isinstance(pk.data[pname], dict):
             raise pk._err(pname, "unknown key (known: enable, and [packages.<package>] tables)")
+        if pname not in known_packages:
+            raise ConfigError(f"{file or '<config>'}: [packages.{pname}]: unknown package"
+                              f"{did_you_mean(pname, known_packages)} (known: {', '.join(known_packages)})")
         carry[pname] = _carry(pk.table(pname))
     pk.finish()
     image = _image(top.table("image"), root, cache) if "image" in top.data else None
+    top.used.add("image")               # a known section, also when absent (for "did you mean")
     top.finish()
     return Config(file=file, root=root, pkgbuilds=pkgbuilds, cache=cache, logs=logs, repo=repo,
                   signing=signing, build=build, upstreams=upstreams, enabled=tuple(enabled) if enabled else None,
@@ -497,13 +573,13 @@ def _carry(t: _Table) -> tuple[CarriedPatch, ...]:
     for i, item in enumerate(raw):
         if not isinstance(item, dict) or set(item) - {"file", "replaces"} or not isinstance(item.get("file"), str) \
                 or not isinstance(item.get("replaces", ""), str):
-            raise t._err("carry", f"entry {i + 1} must be {{file = \"x.patch\"[, replaces = \"...\"]}}, got {item!r}")
+            raise t._err("carry", f"entry {i + 1} must be {{file = \"x.patch\"[, replaces = \"...\"]}}, got {toml_value(item)}")
         if not re.fullmatch(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*\.(patch|diff)", item["file"]):
             raise t._err("carry", f"entry {i + 1}: file must be a plain *.patch name in pkgbuilds/<package>/, "
-                                  f"got {item['file']!r}")
+                                  f"got {toml_value(item['file'])}")
         rep = item.get("replaces")
         if rep is not None and (not re.fullmatch(r"[A-Za-z0-9._+/-]+", rep) or ".." in rep.split("/")):
-            raise t._err("carry", f"entry {i + 1}: replaces must be a series entry like avf/x.patch, got {rep!r}")
+            raise t._err("carry", f"entry {i + 1}: replaces must be a series entry like avf/x.patch, got {toml_value(rep)}")
         out.append(CarriedPatch(item["file"], rep))
     files = [c.file for c in out]
     if len(set(files)) != len(files):
@@ -523,17 +599,17 @@ def _image(t: _Table, root: Path, cache: Path) -> ImageConfig:
         for i, item in enumerate(raw):
             if not isinstance(item, dict) or set(item) - {"name", "server", "siglevel"} \
                     or not all(isinstance(item.get(k), str) and item.get(k) for k in ("name", "server")):
-                raise t._err("repos", f"entry {i + 1} must be {{name = \"core\", server = \"...\"[, siglevel]}}, got {item!r}")
+                raise t._err("repos", f"entry {i + 1} must be {{name = \"core\", server = \"...\"[, siglevel]}}, got {toml_value(item)}")
             if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", item["name"]):
-                raise t._err("repos", f"entry {i + 1}: not a repository name: {item['name']!r}")
+                raise t._err("repos", f"entry {i + 1}: not a repository name: {toml_value(item['name'])}")
             if not re.fullmatch(r"\S+", item["server"]) or not re.fullmatch(
                     r"[A-Za-z]+( [A-Za-z]+)*", item.get("siglevel", "Required")):
-                raise t._err("repos", f"entry {i + 1}: server must be one URL, siglevel pacman's words, got {item!r}")
+                raise t._err("repos", f"entry {i + 1}: server must be one URL, siglevel pacman's words, got {toml_value(item)}")
             out.append(ImageRepo(item["name"], item["server"], item.get("siglevel", "Required DatabaseOptional")))
         repos = tuple(out)
     packages = t.get("packages", list, ["avf-base"])
     if not isinstance(packages, list) or not packages or not all(isinstance(n, str) and n for n in packages):
-        raise t._err("packages", f"must be a non-empty list of package names, got {packages!r}")
+        raise t._err("packages", f"must be a non-empty list of package names, got {toml_value(packages)}")
     img = ImageConfig(
         output=_path(t.get("output", str, "images.tar.gz"), root),
         cachedir=_path(t.get("cachedir", str, str(cache / "image-packages")), root),
@@ -549,10 +625,35 @@ def _image(t: _Table, root: Path, cache: Path) -> ImageConfig:
     return img
 
 
+def find(start: Path | None = None) -> Path | None:
+    """avfrepo.toml in start (default: the current folder) or the nearest folder above it,
+    as git finds .git: `avfrepo status` works from pkgbuilds/avf-config/ too. The walk stops
+    at the file system's root and, like git, at a mount point (another file system)."""
+    here = (start or Path.cwd()).absolute()
+    try:
+        dev = here.stat().st_dev
+    except OSError:
+        return None
+    for d in (here, *here.parents):
+        candidate = d / DEFAULT_NAME
+        if candidate.is_file():
+            return candidate
+        try:
+            if d.parent != d and d.parent.stat().st_dev != dev:
+                return None
+        except OSError:
+            return None
+    return None
+
+
 def load(path: str | os.PathLike[str] | None = None) -> Config:
-    """Load the config: explicit path, else $AVFREPO_CONFIG, else ./avfrepo.toml."""
+    """Load the config: explicit path, else $AVFREPO_CONFIG, else avfrepo.toml in the
+    current folder or the nearest one above it (find)."""
     if path is None:
-        path = os.environ.get(ENV_VAR) or DEFAULT_NAME
+        path = os.environ.get(ENV_VAR) or find()
+    if path is None:
+        raise ConfigError(f"{Path.cwd() / DEFAULT_NAME}: no such config file, here or in any folder above "
+                          f"(pass --config FILE or set {ENV_VAR})")
     file = Path(path).expanduser().resolve()
     try:
         raw = file.read_bytes()
