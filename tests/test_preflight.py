@@ -95,7 +95,8 @@ def test_read_only_repository_can_be_verified_listed_and_statused(capsys, cfg):
     assert "read-only file system" in res.stderr and res.stderr.count("\n") == 1
 
 
-def test_image_as_a_user_says_it_needs_root(tmp_path):
+@pytest.mark.parametrize("command", ["image", "demo"])
+def test_image_and_demo_as_a_user_say_they_need_root(tmp_path, command):
     if os.geteuid() != 0 or subprocess.run(["id", "-u", BUILD_USER], capture_output=True).returncode != 0:
         pytest.skip(f"needs root and the unprivileged user {BUILD_USER} to run as")
     # the system's python: the test interpreter may live where that user cannot read
@@ -105,10 +106,10 @@ def test_image_as_a_user_says_it_needs_root(tmp_path):
                                         ).returncode != 0:
         pytest.skip(f"{BUILD_USER} cannot run /usr/bin/python3 on {src}")
     res = subprocess.run(["runuser", "-u", BUILD_USER, "--", "env", f"PYTHONPATH={src}", python, "-m", "avfrepo",
-                          "--config", "/nonexistent/avfrepo.toml", "image"],
+                          "--config", "/nonexistent/avfrepo.toml", command],
                          capture_output=True, text=True, cwd="/", timeout=60)
     assert res.returncode == 2, res.stderr
-    assert "avfrepo image needs root" in res.stderr and "missing" not in res.stderr
+    assert f"avfrepo {command} needs root" in res.stderr and "missing" not in res.stderr
     assert res.stderr.count("\n") == 1
 
 

@@ -362,8 +362,8 @@ def _tracked_avf_tree(config: str | None) -> Path | None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
     preflight.root("demo", "its last step installs with the real pacman and pacman-key into a private root")
+    from .demo import run_demo
     return run_demo(args.workdir, keep=args.keep, progress=_progress)
 
 
