@@ -217,3 +217,10 @@ def test_an_unexpected_exception_is_one_line_pointing_at_debug(capsys, monkeypat
     monkeypatch.setattr(avfrepo.status, "status", lambda *a, **k: {}["boom"])
     code, _, err = run_cli(capsys, "--config", str(cfg.file), "status")
     assert code == 1 and "Traceback" not in err and "internal error: KeyError" in err and "--debug" in err
+
+
+def test_rollback_or_remove_of_an_unknown_name_writes_nothing(capsys, cfg):
+    for action in ("rollback", "remove"):
+        code, _, err = run_cli(capsys, "--config", str(cfg.file), "repo", action, "avf-confg")
+        assert code == 2 and "avf-confg: no such package in [avf]" in err
+    assert not cfg.repo.path.exists()

@@ -64,7 +64,7 @@ def test_build_user_that_does_not_exist_is_one_config_error(capsys, cfg, tmp_pat
     assert 'user = "nosuchbuilder"' in conf.read_text()
     code, out, err, seconds = run_cli(capsys, "--config", str(conf), "build")
     assert code == 2 and seconds < 1.0, (code, seconds, err)
-    assert err.count("\n") == 1 and "[build] user 'nosuchbuilder': no such user" in err and "useradd" in err
+    assert err.count("\n") == 1 and '[build] user "nosuchbuilder": no such user' in err and "useradd" in err
     assert out == ""
     nothing_built(cfg)
 

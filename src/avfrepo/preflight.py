@@ -21,7 +21,7 @@ import pwd
 from pathlib import Path
 
 from . import run as run_mod
-from .config import Config
+from .config import Config, toml_value
 from .errors import ConfigError, SigningError
 
 # where each tool comes from (Debian 12 / Arch Linux)
@@ -68,11 +68,11 @@ def build_user(cfg: Config) -> None:
     try:
         pw = pwd.getpwnam(user)
     except KeyError:
-        raise PreflightError(f"[build] user {user!r}: no such user on this host: create it "
+        raise PreflightError(f"[build] user {toml_value(user)}: no such user on this host: create it "
                              f"(`useradd --system --create-home {user}`; scripts/setup-debian.sh creates avfbuild) "
                              f"or set [build] user in {cfg.file}") from None
     if pw.pw_uid == 0:
-        raise PreflightError(f"[build] user {user!r} is root, and makepkg refuses root: set [build] user in "
+        raise PreflightError(f"[build] user {toml_value(user)} is root, and makepkg refuses root: set [build] user in "
                              f"{cfg.file} to an unprivileged user")
 
 

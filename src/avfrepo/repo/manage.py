@@ -55,10 +55,21 @@ def _known(cfg: Config, current: dict) -> set[str]:
     return set(current) | {f.name for f in layout.pool_files(cfg)}
 
 
+def _require_known(cfg: Config, name: str) -> None:
+    """Before the lock (which creates the repository folder): a name the repository never
+    held changes nothing on disk."""
+    if not cfg.repo.path.is_dir():
+        raise unknown_name(cfg, name, set())
+    known = _known(cfg, current_entries(cfg))
+    if name not in known:
+        raise unknown_name(cfg, name, known)
+
+
 def rollback(cfg: Config, name: str, version: str | None = None,
              progress: Callable[[str], None] = lambda s: None) -> str:
     """Publish an archived version of `name` again (default: the newest older one)."""
     key = signing.signing_key(cfg.signing)
+    _require_known(cfg, name)
     with repo_lock(cfg.repo.path, cfg.repo.lock_timeout, f"rollback {name}", progress):
         entries = current_entries(cfg)
         if name not in _known(cfg, entries):
@@ -91,6 +102,7 @@ def remove(cfg: Config, name: str, progress: Callable[[str], None] = lambda s: N
     """Drop `name` from the db; its published file, signature and provenance record leave
     the pool together."""
     key = signing.signing_key(cfg.signing)
+    _require_known(cfg, name)
     with repo_lock(cfg.repo.path, cfg.repo.lock_timeout, f"remove {name}", progress):
         entries = current_entries(cfg)
         entry = entries.get(name)
