@@ -274,6 +274,7 @@ def test_did_you_mean_for_unknown_sections_keys_and_packages(tmp_path, text, exp
 
 def test_an_unknown_upstream_table_is_refused_unless_it_has_a_kind(tmp_path):
     msg = config_error(tmp_path, "[upstreams.avff]\nurl = 'https://example.invalid/v'\ntag_pattern = '^v(\\d+)$'\n")
+    assert "[upstreams.avff]: no package reads" in config_error(tmp_path, "[upstreams.avff]\nurl = 'https://x.org/v'\n")
     assert "[upstreams.avff]: no package reads an upstream of that name (did you mean [upstreams.avf]?)" in msg
     assert "give the table a kind" in msg
     cfg = load_text(tmp_path, "[upstreams.avff]\nkind = 'git-tags'\nurl = 'file:///x'\ntag_pattern = '^v(\\d+)$'\n")
@@ -480,7 +481,7 @@ def test_git_tags_upstream_takes_the_network_keys_too(tmp_path):
     ('kind = "kernel-org"\npackage = "linux"\n', "package"),              # an alpm-db key
     ('kind = "kernel-org"\nversion = "6.1"\n', "version"),
     ('kind = "git-tags"\nurl = "x"\ntag_pattern = "(x)"\nseries = "6.1"\n', "series"),
-    ('url = "x"\ntag_pattern = "(x)"\nretry = 3\n', "retry"),
+    ('kind = "git-tags"\nurl = "x"\ntag_pattern = "(x)"\nretry = 3\n', "retry"),
 ])
 def test_a_key_of_another_kind_is_an_unknown_key_naming_file_and_key(tmp_path, text, key):
     msg = config_error(tmp_path, "[upstreams.up]\n" + text)

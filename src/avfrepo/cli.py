@@ -53,8 +53,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         if args.commit and not args.dry_run:     # before anything is rendered, never after
             preflight.git_tree(cfg.pkgbuilds, "sync --commit")
         if not args.dry_run:
-            preflight.writable(cfg.pkgbuilds, "[paths] pkgbuilds", f"set [paths] pkgbuilds in {cfg.file} "
-                               "to a folder you can write")
+            preflight.writable(cfg.pkgbuilds, "[paths] pkgbuilds", f"set [paths] pkgbuilds in {cfg.file}")
         preflight.tools("git", why="sync")
         preflight.build_user(cfg)                # makepkg --printsrcinfo runs as that user
         report = sync(cfg, dry_run=args.dry_run, only=args.names or None, rerender=args.rerender,
@@ -296,13 +295,30 @@ def cmd_pacman_conf(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_image_sign(args: argparse.Namespace) -> int:
+    if args.output or args.dry_run or args.unsigned:
+        print("avfrepo: error: --sign ARCHIVE signs an existing image; it takes no --output, --dry-run or --unsigned",
+              file=sys.stderr)
+        return 2
+    from .image import sign_image
+    result = sign_image(config_mod.load(args.config), Path(args.sign), progress=_progress)
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        print(f"{result.archive}: signed by {result.signing_key} (sha256 {result.sha256} as its manifest records)")
+        print(f"  verified: {', '.join(result.signatures)}")
+    return 0
+
+
 def cmd_image(args: argparse.Namespace) -> int:
+    if args.sign is not None:
+        return cmd_image_sign(args)
     if not args.dry_run:
         preflight.root("image", "pacman --root installs as root; mkfs.ext4, mkfs.vfat and the image's file "
                                 "owners need it")
     from .image import build_image
     cfg = config_mod.load(args.config)
-    result = build_image(cfg, args.output, dry_run=args.dry_run, progress=_progress)
+    result = build_image(cfg, args.output, dry_run=args.dry_run, unsigned=args.unsigned, progress=_progress)
     if result.dry_run and result.problems:
         code = 1                    # the plan is shown; a script still learns it cannot run yet
     else:
@@ -318,7 +334,9 @@ def cmd_image(args: argparse.Namespace) -> int:
             for row in result.avf_packages:
                 pub = ", ".join(sorted({v or "not published" for v in row["published"].values()}))
                 print(f"    {row['pkgbase']:<22} {row['pkgbuild']:<22} {pub}")
-        if result.signing_key:
+        if result.signing_key and not result.signed:
+            print(f"  would not sign (--unsigned), would name the key {result.signing_key}; then: {result.sign_command}")
+        elif result.signing_key:
             print(f"  would sign with {result.signing_key}: {', '.join(result.signatures)}")
         for problem in result.problems:
             print(f"  before building: {problem}")
@@ -326,7 +344,11 @@ def cmd_image(args: argparse.Namespace) -> int:
     else:
         print(f"{result.output}: {result.archive_bytes / (1 << 20):.1f} MiB, {len(result.packages)} packages, "
               f"built in {result.seconds:.1f} s")
-        print(f"  signed by {result.signing_key}: {', '.join(result.signatures)}")
+        if result.signed:
+            print(f"  signed by {result.signing_key}: {', '.join(result.signatures)}")
+        else:
+            print(f"  UNSIGNED: no .sig written; the manifest and README name the key {result.signing_key}")
+            print(f"  sign it where that secret key is: {result.sign_command}")
         print(f"  build_id: {result.build_id.strip()}")
         for name, part in result.partitions.items():
             print(f"  {name}: {part['fs']} {part['label']} {part['guid']} ({int(part['bytes']) >> 20} MiB)")
@@ -543,8 +565,16 @@ def parser() -> argparse.ArgumentParser:
              "(packages, versions, repos, member sizes and sha256) is written beside the archive;\n"
              "both are signed with the repository key (FILE.sig, FILE.manifest.json.sig, verified\n"
              "right after signing; no signing key: refused before anything is written).\n"
-             "Needs root (pacman). Nothing is left at --output when anything fails.")
+             "Needs root (pacman). Nothing is left at --output when anything fails.\n"
+             "Signing apart from building (CI: the job that boots the image never holds the key):\n"
+             "  avfrepo image --unsigned             # no .sig; the public key names the key (manifest)\n"
+             "  avfrepo image --sign images.tar.gz   # where the secret key is: checks that the manifest\n"
+             "                                       # names this key and the archive's sha256, signs both")
     sp.add_argument("--output", metavar="FILE", help="the archive (default: [image] output, images.tar.gz)")
+    sp.add_argument("--unsigned", action="store_true",
+                    help="build without the secret key (its public part names it); write no .sig")
+    sp.add_argument("--sign", metavar="ARCHIVE",
+                    help="sign an archive built --unsigned and its manifest (no build, no root needed)")
     sp.add_argument("--json", action="store_true", help="print the result as JSON")
     sp.add_argument("--dry-run", action="store_true", help="check tools and configuration, print the plan, build nothing")
 

@@ -526,15 +526,16 @@ def parse(data: dict[str, Any], file: Path | None, root: Path) -> Config:
     for uname in ups.data:
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", uname):
             raise ups._err(uname, "upstream names are lowercase letters, digits, - and _")
-        upstreams[uname] = _upstream(uname, ups.table(uname))
-        # a table no package reads and that says nothing of its kind is a misspelt name,
-        # never a new upstream to query; one with a kind is the maintainer's own (`sync NAME`)
-        if uname not in read_upstreams and "kind" not in ups.data[uname]:
+        # a table no package reads and that says nothing of its kind is a misspelt name (said
+        # before its keys are), never a new upstream to query; one with a kind is the
+        # maintainer's own (`avfrepo sync NAME`)
+        if uname not in read_upstreams and isinstance(ups.data[uname], dict) and "kind" not in ups.data[uname]:
             raise ConfigError(
                 f"{file or '<config>'}: [upstreams.{uname}]: no package reads an upstream of that name"
                 f"{did_you_mean(uname, read_upstreams, '[upstreams.{}]')}; the packages read "
                 f"{', '.join(sorted(read_upstreams))}. Fix the name, or give the table a kind "
                 f"({', '.join(UPSTREAM_KINDS)}) to keep it as an upstream of your own for `avfrepo sync {uname}`")
+        upstreams[uname] = _upstream(uname, ups.table(uname))
     if "avf" not in upstreams:
         upstreams["avf"] = GitTagsUpstream("avf", AVF_URL, AVF_TAG_PATTERN)
     ups.finish()

@@ -95,16 +95,22 @@ def _existing(path: Path) -> Path:
 
 
 def writable(path: Path, what: str, fix: str) -> None:
-    """path (or, when it does not exist yet, the folder it would be made in) can be written."""
+    """path (or, when it does not exist yet, the folder it would be made in) can be written;
+    else one line: which folder, why (read-only mount, or its owner), and `fix`."""
     p = _existing(path)
     try:
         readonly = bool(os.statvfs(p).f_flag & os.ST_RDONLY)
     except OSError:
         readonly = False
-    if readonly or not os.access(p, os.W_OK | os.X_OK):
+    if readonly:
+        raise PreflightError(f"{what} {path}: {p} is on a read-only file system: mount it read-write, or {fix}")
+    if not os.access(p, os.W_OK | os.X_OK):
         user = pwd.getpwuid(os.geteuid()).pw_name
-        cause = "on a read-only file system" if readonly else f"not writable by {user}"
-        raise PreflightError(f"{what} {path}: {p} is {cause}: {fix}")
+        try:
+            owner = pwd.getpwuid(p.stat().st_uid).pw_name
+        except (KeyError, OSError):
+            owner = "its owner"
+        raise PreflightError(f"{what} {path}: {p} is not writable by {user}: run as {owner}, or {fix}")
 
 
 def git_tree(path: Path, why: str) -> None:
@@ -119,7 +125,7 @@ def for_publish(cfg: Config) -> None:
     """What changing the repository needs (repo add/rollback/remove, build): repo-add, gpg,
     bsdtar and a writable repository (the key: signing())."""
     tools("repo-add", "gpg", "bsdtar", why=f"publishing into [{cfg.repo.name}]")
-    writable(cfg.repo.path, "[repo] path", f"run as the user who owns it, or set [repo] path in {cfg.file}")
+    writable(cfg.repo.path, "[repo] path", f"set [repo] path in {cfg.file}")
 
 
 def for_build(cfg: Config, *, backend: str | None, publish: bool, out: Path | None = None) -> None:
@@ -136,9 +142,9 @@ def for_build(cfg: Config, *, backend: str | None, publish: bool, out: Path | No
     elif backend is not None:
         tools(backend, "bsdtar", "zstd", *(["runuser"] if os.geteuid() == 0 else []), why=f"the {backend} backend")
         build_user(cfg)
-    writable(cfg.logs, "[paths] logs", f"set [paths] logs in {cfg.file} to a folder you can write")
-    writable(cfg.cache, "[paths] cache", f"set [paths] cache in {cfg.file} to a folder you can write")
+    writable(cfg.logs, "[paths] logs", f"set [paths] logs in {cfg.file}")
+    writable(cfg.cache, "[paths] cache", f"set [paths] cache in {cfg.file}")
     if out is not None:
-        writable(out, "--unsigned", "name a folder you can write")
+        writable(out, "--unsigned", "name another folder")
     if publish:
         for_publish(cfg)
