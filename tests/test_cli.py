@@ -156,8 +156,8 @@ def test_unknown_package_names_are_usage_errors_everywhere(capsys, cfg):
     with the closest known names (issue 25)."""
     run_cli(capsys, "--config", str(cfg.file), "sync")
     assert run_cli(capsys, "--config", str(cfg.file), "build")[0] == 0
-    for argv in (("sync", "avf-confg"), ("build", "avf-confg"), ("repo", "rollback", "avf-confg"),
-                 ("repo", "remove", "avf-confg")):
+    for argv in (("sync", "avf-confg"), ("build", "avf-confg"), ("build", "--reproduce", "avf-confg"),
+                 ("repo", "rollback", "avf-confg"), ("repo", "remove", "avf-confg")):
         code, _, err = run_cli(capsys, "--config", str(cfg.file), *argv)
         assert code == 2, (argv, err)
         assert "avf-confg" in err and err.count("\n") == 1

@@ -118,7 +118,9 @@ def cmd_build(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         from .build.reproduce import format_report, reproduce
-        rep = reproduce(config_mod.load(args.config), args.reproduce, progress=_progress)
+        cfg = config_mod.load(args.config)
+        preflight.for_build(cfg, backend=cfg.build.backend, publish=False)
+        rep = reproduce(cfg, args.reproduce, progress=_progress)
         if fmt == "json":
             _print_json(rep.to_json())
         else:

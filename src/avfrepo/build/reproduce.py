@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from .. import provenance, signing
-from ..config import Config
-from ..errors import AvfrepoError
+from ..config import Config, did_you_mean
+from ..errors import AvfrepoError, ConfigError
 from ..fsutil import sha256_file
 from ..repo.publish import current_entries
 from ..run import run
@@ -122,7 +122,9 @@ def reproduce(cfg: Config, name: str, *, backend=None,
     infos = load_srcinfos(cfg)
     base = name if name in infos else next((b for b, (_, i) in infos.items() if name in i.pkgnames), None)
     if base is None:
-        raise AvfrepoError(f"{name}: no PKGBUILD under {cfg.pkgbuilds} has this pkgbase or pkgname")
+        known = [*infos, *(n for _, i in infos.values() for n in i.pkgnames)]
+        raise ConfigError(f"{name}: no PKGBUILD under {cfg.pkgbuilds} has this pkgbase or pkgname"
+                          f"{did_you_mean(name, set(known))}")     # an unknown name: exit 2
     pkgdir, info = infos[base]
     entries = current_entries(cfg)
     published = [entries[n] for n in info.pkgnames if n in entries]
