@@ -8,6 +8,11 @@
    (partitions.py); vm_config.json, build_id, README; the archive and a JSON manifest.
 Everything happens in a folder next to the output; the archive and the manifest are renamed
 into place at the end, so a failure never leaves a partial archive at the output path.
+
+The archive and the manifest are signed with the repository key (FILE.sig), unless
+`unsigned`: then the public key alone names the key in the manifest and the README, and
+sign_image() signs them later where the secret key is (CI: a job that never runs the image),
+after checking that the manifest names that key and records the archive's sha256.
 """
 
 from __future__ import annotations
@@ -22,13 +27,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .. import preflight as checks
 from ..config import Config
-from ..errors import ToolError
+from ..errors import ConfigError, ToolError
+from ..formats import jsondoc
 from ..run import which
 from . import archive, partitions, rootfs, signature, vmconfig
-from .errors import ImageError
+from .errors import ImageError, ImageKeyMissing
 
-__all__ = ["ImageError", "ImageResult", "build_image", "manifest_path", "signature_paths", "REQUIRED_TOOLS"]
+__all__ = ["ImageError", "ImageKeyMissing", "ImageResult", "SignResult", "build_image", "sign_image",
+           "manifest_path", "signature_paths", "REQUIRED_TOOLS"]
 
 # tool -> the Debian package that has it
 REQUIRED_TOOLS = {
@@ -61,6 +69,8 @@ class ImageResult:
     problems: list[str] = field(default_factory=list)          # dry run: what stops the build now
     signing_key: str = ""                                      # fingerprint of the key that signs (dry run: would sign)
     signatures: list[str] = field(default_factory=list)        # the detached .sig files (dry run: that would be written)
+    signed: bool = True                                        # False: --unsigned, no .sig written
+    sign_command: str = ""                                     # unsigned: what signs it, where the secret key is
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -90,7 +100,7 @@ def check_tools() -> None:
         raise ImageError(problem)
 
 
-def problems(cfg: Config, output: Path) -> list[str]:
+def problems(cfg: Config, output: Path, *, unsigned: bool = False) -> list[str]:
     """What stops a build now, in the order preflight reports it (empty: ready)."""
     from ..build.plan import synced
     img = cfg.image_settings
@@ -106,7 +116,7 @@ def problems(cfg: Config, output: Path) -> list[str]:
         else:
             out.append(f"[{cfg.repo.name}] is not published at {cfg.repo.published} (run `avfrepo build`, "
                        "or set [image] avf_source = \"server\")")
-    key_problem = signature.key_problem(cfg)
+    key_problem = signature.key_problem(cfg, secret=not unsigned)
     if key_problem:
         out.append(key_problem)
     if not (img.gpgdir / "pubring.gpg").is_file() and not (img.gpgdir / "pubring.kbx").is_file():
@@ -115,9 +125,11 @@ def problems(cfg: Config, output: Path) -> list[str]:
     return out
 
 
-def preflight(cfg: Config, output: Path) -> None:
-    found = problems(cfg, output)
+def preflight(cfg: Config, output: Path, *, unsigned: bool = False) -> None:
+    found = problems(cfg, output, unsigned=unsigned)
     if found:
+        if found[0] == signature.key_problem(cfg, secret=not unsigned):
+            signature.key(cfg, secret=not unsigned)     # raised with its own type (no key: exit 2)
         raise ImageError(found[0])
 
 
@@ -133,23 +145,25 @@ def avf_plan(cfg: Config) -> list[dict[str, object]]:
     return rows
 
 
-def build_image(cfg: Config, output: Path | None = None, *, dry_run: bool = False,
+def build_image(cfg: Config, output: Path | None = None, *, dry_run: bool = False, unsigned: bool = False,
                 progress: Callable[[str], None] = lambda s: None) -> ImageResult:
+    """Build the image; unsigned: write no .sig, name the key from its public part alone."""
     img = cfg.image_settings
     output = Path(output or img.output).resolve()
     repos = rootfs.repos(cfg, img)
     result = ImageResult(output=str(output), manifest=str(manifest_path(output)), dry_run=dry_run,
                          repos=[{"name": r.name, "server": r.server, "siglevel": r.siglevel} for r in repos],
                          packages_requested=list(img.packages), first_boot=list(rootfs.FIRST_BOOT),
-                         signatures=[str(p) for p in signature_paths(output)])
+                         signatures=[] if unsigned else [str(p) for p in signature_paths(output)],
+                         signed=not unsigned, sign_command=f"avfrepo image --sign {output}" if unsigned else "")
     if dry_run:                     # the plan, and what stops it, without stopping at the first
         result.avf_packages = avf_plan(cfg)
-        result.problems = problems(cfg, output)
-        if not signature.key_problem(cfg):
-            result.signing_key = signature.key(cfg).fingerprint
+        result.problems = problems(cfg, output, unsigned=unsigned)
+        if not signature.key_problem(cfg, secret=not unsigned):
+            result.signing_key = signature.key(cfg, secret=not unsigned).fingerprint
         return result
-    preflight(cfg, output)
-    result.signing_key = signature.key(cfg).fingerprint
+    preflight(cfg, output, unsigned=unsigned)
+    result.signing_key = signature.key(cfg, secret=not unsigned).fingerprint
     start = time.monotonic()
     output.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(output)
@@ -257,6 +271,16 @@ def _build(cfg: Config, work: Path, output: Path, result: ImageResult, progress:
         "partitions": result.partitions, "boot": result.boot, "repos": result.repos,
         "packages": result.packages, "build_time": result.build_time, "first_boot": result.first_boot,
     }, indent=2, sort_keys=True) + "\n")
+    if not result.signed:
+        # a signature left from an earlier archive at the output would not match this one
+        for stale in signature_paths(output):
+            stale.unlink(missing_ok=True)
+        os.replace(manifest, manifest_path(output))
+        os.replace(tarball, output)
+        phase("manifest")
+        progress(f"image: UNSIGNED (no .sig written); sign it where the key {result.signing_key} is: "
+                 f"{result.sign_command}")
+        return
     progress(f"image: signing the archive and the manifest with {result.signing_key}")
     tar_sig, man_sig = signature.sign_and_verify(cfg, signature.key(cfg), [tarball, manifest])
     # signatures first: an archive at the output always has its own signature beside it
@@ -266,3 +290,83 @@ def _build(cfg: Config, work: Path, output: Path, result: ImageResult, progress:
     os.replace(tar_sig, out_tar_sig)
     os.replace(tarball, output)
     phase("manifest_and_signatures")
+
+
+# --- signing an image built --unsigned -----------------------------------------------------------
+
+@dataclass
+class SignResult:
+    archive: str
+    manifest: str
+    signing_key: str
+    sha256: str                    # the archive's, as the manifest records it and the file has it
+    build_id: str
+    signatures: list[str]
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def read_manifest(path: Path) -> tuple[bytes, dict[str, object]]:
+    """The manifest's bytes and value; ImageError naming the file when it is missing or not one."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file: the manifest `avfrepo image` writes beside the archive "
+                         "is missing (it records the archive's sha256 and the key to sign with)") from None
+    try:
+        value = jsondoc.parse(data)
+    except ValueError as exc:
+        raise ImageError(f"{path}: corrupt manifest: {exc}") from None
+    if not isinstance(value, dict):
+        raise ImageError(f"{path}: corrupt manifest: not a JSON object")
+    return data, value
+
+
+def sign_image(cfg: Config, archive_file: Path, *, progress: Callable[[str], None] = lambda s: None) -> SignResult:
+    """Sign an archive `build_image(unsigned=True)` made, and its manifest, with the secret
+    repository key. First: the manifest names this archive, this key's fingerprint and the
+    archive's sha256 (anything else is refused, nothing written). Both signatures are made in a
+    folder beside the archive, verified with the public key alone, and renamed into place."""
+    start = time.monotonic()
+    archive_file = Path(archive_file).absolute()
+    if not archive_file.is_file():
+        raise ConfigError(f"{archive_file}: no such file (the archive `avfrepo image --unsigned` wrote)")
+    checks.writable(archive_file.parent, "the archive's folder", "sign a copy in a folder you can write")
+    k = signature.key(cfg)                                  # no secret key: exit 2, before any work
+    man = manifest_path(archive_file)
+    data, manifest = read_manifest(man)
+    named = manifest.get("signing_key")
+    if named != k.fingerprint:
+        raise ImageError(f"{man.name} names the key {named or '(none)'}, not {k.fingerprint}, the signing key in "
+                         f"{cfg.signing.gnupg_home}: the image was built for another key; nothing signed")
+    if manifest.get("archive") != archive_file.name:
+        raise ImageError(f"{man.name} describes the archive {manifest.get('archive')!r}, not {archive_file.name!r}; "
+                         "nothing signed")
+    recorded = manifest.get("sha256")
+    if not isinstance(recorded, str) or len(recorded) != 64:
+        raise ImageError(f"{man.name} records no sha256 of the archive; nothing signed")
+    progress(f"image: checking {archive_file.name} against the sha256 its manifest records")
+    actual = archive.sha256_file(archive_file)
+    if actual != recorded:
+        raise ImageError(f"{archive_file.name}: sha256 {actual} is not the {recorded} its manifest records: "
+                         "not the archive that was built (changed, truncated or swapped); nothing signed")
+    progress(f"image: signing {archive_file.name} and {man.name} with {k.fingerprint}")
+    work = Path(tempfile.mkdtemp(dir=archive_file.parent, prefix=f".{archive_file.name}.sign-"))
+    try:
+        (work / archive_file.name).symlink_to(archive_file)
+        (work / man.name).write_bytes(data)                 # the bytes just checked, not a later read
+        tar_sig, man_sig = signature.sign_and_verify(cfg, k, [work / archive_file.name, work / man.name])
+        if archive.sha256_file(archive_file) != recorded:
+            raise ImageError(f"{archive_file.name} changed while it was being signed; nothing signed")
+        if man.read_bytes() != data:
+            raise ImageError(f"{man.name} changed while it was being signed; nothing signed")
+        out_tar_sig, out_man_sig = signature_paths(archive_file)
+        os.replace(man_sig, out_man_sig)
+        os.replace(tar_sig, out_tar_sig)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return SignResult(archive=str(archive_file), manifest=str(man), signing_key=k.fingerprint, sha256=recorded,
+                      build_id=str(manifest.get("build_id", "")), signatures=[str(out_tar_sig), str(out_man_sig)],
+                      seconds=round(time.monotonic() - start, 2))

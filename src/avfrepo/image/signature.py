@@ -15,20 +15,25 @@ from pathlib import Path
 from .. import signing
 from ..config import Config
 from ..errors import SigningError, ToolError
-from .errors import ImageError
+from .errors import ImageError, ImageKeyMissing
 
 
-def key(cfg: Config) -> signing.Key:
-    """The repository key the image is signed with, or an ImageError saying how to get one."""
+def key(cfg: Config, *, secret: bool = True) -> signing.Key:
+    """The repository key the image is signed with, or an ImageKeyMissing saying how to get one.
+    secret=False (`avfrepo image --unsigned`): the public part suffices, as for avf-keyring: the
+    build only names the key (manifest, README); `avfrepo image --sign` signs where the secret is."""
     try:
-        return signing.signing_key(cfg.signing)
-    except (SigningError, ToolError) as exc:
-        raise ImageError(f"cannot sign the image: {exc}") from None
+        return signing.signing_key(cfg.signing) if secret else signing.keyring_key(cfg.signing)
+    except SigningError as exc:
+        what = "cannot sign the image" if secret else "cannot name the image's signing key"
+        raise ImageKeyMissing(f"{what}: {exc}") from None
+    except ToolError as exc:
+        raise ImageError(f"cannot read the repository key: {exc}") from None
 
 
-def key_problem(cfg: Config) -> str | None:
+def key_problem(cfg: Config, *, secret: bool = True) -> str | None:
     try:
-        key(cfg)
+        key(cfg, secret=secret)
     except ImageError as exc:
         return str(exc)
     return None
