@@ -36,8 +36,7 @@ from .. import state as state_mod
 from ..config import Config
 from ..errors import AvfrepoError, ConfigError, NothingSynced
 from ..formats import pkginfo
-from ..repo import ledger as ledger_mod
-from ..repo.publish import publish
+from ..repo.publish import load_ledger, publish
 from ..versions import vercmp
 from . import history
 from .backends import backend_for
@@ -334,7 +333,7 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
                     r.status, r.error = "failed", f"publish failed: {str(exc).splitlines()[0]}"
             say(f"publishing FAILED: {exc}")
         else:
-            holds = ledger_mod.load(cfg).holds
+            holds = load_ledger(cfg).holds       # as of the served snapshot
             for r in report.results:
                 if r.status == "built":
                     _outcome(r, built[r.pkgbase], switched, holds)
