@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import avfrepo
 from avfrepo.cli import main
 
 from .build.conftest import write_pkg
@@ -101,7 +102,7 @@ def test_image_and_demo_as_a_user_say_they_need_root(tmp_path, command):
         pytest.skip(f"needs root and the unprivileged user {BUILD_USER} to run as")
     # the system's python: the test interpreter may live where that user cannot read
     python = shutil.which("python3", path="/usr/bin")
-    src = Path(__file__).parents[1] / "src"
+    src = Path(avfrepo.__file__).parents[1]          # the avfrepo under test
     if python is None or subprocess.run(["runuser", "-u", BUILD_USER, "--", "test", "-r", str(src / "avfrepo/cli.py")]
                                         ).returncode != 0:
         pytest.skip(f"{BUILD_USER} cannot run /usr/bin/python3 on {src}")
@@ -123,3 +124,29 @@ def test_a_closed_pipe_ends_quietly_with_141(argv, tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141
     assert err == ""
+
+
+def test_a_reader_without_write_access_takes_the_shared_lock(tmp_path):
+    """Another user's repository (EACCES, not a read-only mount): the shared lock is taken on
+    .lock opened read-only; the exclusive one is still refused."""
+    if os.geteuid() != 0 or subprocess.run(["id", "-u", BUILD_USER], capture_output=True).returncode != 0:
+        pytest.skip(f"needs root and the unprivileged user {BUILD_USER} to run as")
+    import tempfile
+    python = shutil.which("python3", path="/usr/bin")
+    if python is None:
+        pytest.skip("no /usr/bin/python3 for the other user")
+    src = Path(avfrepo.__file__).parents[1]          # the avfrepo under test
+    base = Path(tempfile.mkdtemp(prefix="avfrepo-ro-"))        # tmp_path's parents are private to root
+    try:
+        base.chmod(0o755)
+        (base / "repo").mkdir()
+        (base / "repo" / ".lock").write_text("")
+        code = ("import sys\nfrom pathlib import Path\nfrom avfrepo.repo.lock import repo_lock\n"
+                "with repo_lock(Path(sys.argv[1]), 1, shared=sys.argv[2] == 'shared'):\n    print('locked')\n")
+        for mode, ok in (("shared", True), ("exclusive", False)):
+            res = subprocess.run(["runuser", "-u", BUILD_USER, "--", "env", f"PYTHONPATH={src}", python, "-c", code,
+                                  str(base / "repo"), mode], capture_output=True, text=True, cwd="/", timeout=60)
+            assert (res.returncode == 0 and res.stdout == "locked\n") is ok, (mode, res.stderr)
+        assert "Permission denied" in res.stderr
+    finally:
+        shutil.rmtree(base)
