@@ -150,3 +150,18 @@ def test_a_reader_without_write_access_takes_the_shared_lock(tmp_path):
         assert "Permission denied" in res.stderr
     finally:
         shutil.rmtree(base)
+
+
+def test_an_expired_signing_key_is_refused_before_anything_is_built(capsys, cfg, tmp_path):
+    home = tmp_path / "expired-gnupg"
+    home.mkdir(mode=0o700)
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--passphrase", "", "--quick-gen-key",
+                    "expired <expired@example.invalid>", "ed25519", "sign", "seconds=1"], check=True, capture_output=True)
+    time.sleep(1.5)
+    write_pkg(cfg, "t-a")
+    conf = tmp_path / "expired.toml"
+    conf.write_text(cfg.file.read_text().replace(str(cfg.signing.gnupg_home), str(home)))
+    code, out, err, seconds = run_cli(capsys, "--config", str(conf), "build")
+    assert code == 2 and seconds < 1.0, (code, seconds, err)
+    assert err.count("\n") == 1 and "expired" in err
+    nothing_built(cfg)
