@@ -79,14 +79,14 @@ def test_sync_commit_outside_a_git_tree_changes_nothing(capsys, cfg):
 
 
 def test_read_only_repository_can_be_verified_listed_and_statused(capsys, cfg):
-    """The repository on a read-only mount (as a reader without write access sees it): verify,
-    status and repo list read it; a publish is refused up front."""
+    """The working folder on a read-only mount (as a reader without write access sees it):
+    verify, status and repo list read it; a publish is refused up front."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare for a private read-only bind mount")
     assert run_cli(capsys, "--config", str(cfg.file), "sync")[0] == 0
     assert run_cli(capsys, "--config", str(cfg.file), "build")[0] == 0
     assert (cfg.repo.path / ".lock").is_file()
-    repo = str(cfg.repo.path)
+    repo = str(cfg.root)                # the whole working folder: repo/, cache/, logs/, pkgbuilds/
     for argv, want in ((["verify"], 0), (["status"], 0), (["repo", "list"], 0), (["repo", "remove", "avf-config"], 2)):
         script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
         res = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", repo, sys.executable, "-m", "avfrepo",
