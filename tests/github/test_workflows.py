@@ -70,14 +70,16 @@ def test_update_is_scheduled_and_each_job_is_one_script_call():
     assert up["concurrency"]["cancel-in-progress"] is False
 
 
-THIN = ("update.yml", "build-one.yml")
+THIN = [("update.yml", None), ("build-one.yml", None), ("image.yml", "sign")]    # None: every job
 
 
-@pytest.mark.parametrize("name", THIN)
-def test_the_workflow_only_wires_each_step_runs_one_command(name):
-    """The logic lives in scripts/ci (tested by test_cycle.py): a run step is one command,
-    without shell control flow, pipes into loops or inline programs."""
+@pytest.mark.parametrize("name,only", THIN)
+def test_the_workflow_only_wires_each_step_runs_one_command(name, only):
+    """The logic lives in scripts/ci (tested by test_cycle.py, test_image_job.py): a run step is
+    one command, without shell control flow, pipes into loops or inline programs."""
     for job_name, job in load(name)["jobs"].items():
+        if only and job_name != only:
+            continue
         for step in job.get("steps", []):
             script = step.get("run", "")
             lines = [ln for ln in script.splitlines() if ln.strip() and not ln.strip().startswith("#")]
@@ -98,7 +100,32 @@ def test_build_one_builds_on_arm64_in_a_clean_verified_alarm_root():
 
 def test_image_workflow_is_scheduled():
     im = load("image.yml")
-    assert "schedule" in im["on"] and "avfrepo image" in runs(im["jobs"]["image"])
+    assert "schedule" in im["on"] and "scripts/ci/image_job.py build" in runs(im["jobs"]["image"])
+
+
+def test_image_is_built_unsigned_in_the_privileged_job_and_signed_in_a_job_that_never_runs_it():
+    """The image job boots what it built in a privileged container: it holds the public key
+    only and hands the files over as an artifact; the sign job (behind avf-signing) downloads
+    exactly that artifact, signs with `avfrepo image --sign` and publishes."""
+    jobs_ = load("image.yml")["jobs"]
+    image, sign = jobs_["image"], jobs_["sign"]
+    assert "--privileged" in image["container"]["options"]
+    assert "avfrepo boot images.tar.gz" in runs(image)
+    assert "secrets" not in json.dumps(image) and "vars.AVF_PUBLIC_KEY" in json.dumps(image)
+    assert image["permissions"] == {"contents": "read"} and "gh release" not in runs(image)
+    upload = next(s for s in image["steps"] if "actions/upload-artifact@" in s.get("uses", ""))
+    assert set(upload["with"]["path"].split()) == {"images.tar.gz", "images.tar.gz.manifest.json",
+                                                    "images.tar.gz.boot.json"}
+    # the artifact goes up only after the boot gate held
+    names = [s.get("uses", "") or s.get("run", "") for s in image["steps"]]
+    assert names.index(upload["uses"]) > next(i for i, n in enumerate(names) if "avfrepo boot" in n)
+    assert sign["needs"] == "image" and sign["environment"] == "avf-signing"
+    assert "options" not in json.dumps(sign.get("container", {})) and "avfrepo boot" not in runs(sign)
+    download = next(s for s in sign["steps"] if "actions/download-artifact@" in s.get("uses", ""))
+    assert download["with"]["name"] == upload["with"]["name"]
+    assert runs(sign).strip().endswith(f"scripts/ci/image_job.py sign --dir {download['with']['path']}")
+    script = (ROOT / "scripts/ci/image_job.py").read_text()
+    assert '"image", "--unsigned"' in script and '"image", "--sign"' in script
 
 
 # --- hardening: who holds the key, pins, permissions, no template expansion in scripts --------
@@ -114,12 +141,16 @@ def jobs():
             yield name, job_name, job
 
 
-def test_the_signing_key_reaches_only_the_publish_job_behind_an_environment():
+def test_the_signing_key_reaches_only_the_publish_and_image_sign_jobs_behind_an_environment():
     holders = [(n, j) for n, j, job in jobs() if "AVF_SIGNING_KEY" in json.dumps(job)]
-    assert holders == [("update.yml", "publish")]
-    publish = load("update.yml")["jobs"]["publish"]
-    assert publish["environment"] == "avf-signing"
-    assert "checkout" in json.dumps(publish) and "ref" not in json.dumps(publish["steps"][1])   # default branch code
+    assert holders == [("image.yml", "sign"), ("update.yml", "publish")]
+    for name, job_name in holders:
+        job = load(name)["jobs"][job_name]
+        assert job["environment"] == "avf-signing", (name, job_name)
+        assert "checkout" in json.dumps(job) and "ref" not in json.dumps(job["steps"][1])   # default branch code
+    for n, j, job in jobs():                                 # a privileged container holds no secret
+        if "--privileged" in json.dumps(job.get("container", "")):
+            assert "secrets." not in json.dumps(job), (n, j)
     for n, j, job in jobs():
         assert job.get("secrets") is None, (n, j)            # no `secrets: inherit`, no secrets passed on
 
@@ -133,7 +164,7 @@ def test_every_workflow_denies_by_default_and_every_job_names_its_permissions():
         writes = sorted(k for k, v in job["permissions"].items() if v == "write")
         if writes:
             writers[f"{n}:{j}"] = writes
-    assert writers == {"image.yml:image": ["contents"], "update.yml:publish": ["contents"],
+    assert writers == {"image.yml:sign": ["contents"], "update.yml:publish": ["contents"],
                        "update.yml:sync": ["contents", "issues", "pull-requests"]}
 
 
