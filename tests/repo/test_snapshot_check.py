@@ -134,7 +134,8 @@ def test_revoked_signing_key_is_refused_before_any_work(rcfg, built, tmp_path, s
     assert tree_state(cfg) == before
     cfg.file.write_text(cfg.file.read_text().replace(str(signing_home), str(home)))
     res = cli(cfg, "repo", "add", *map(str, fresh(built, tmp_path, "t-a-2")))
-    assert res.returncode == 1 and "revoked" in res.stderr, res
+    # the key is checked before any work, as every check is: exit 2 (see the exit-code table)
+    assert res.returncode == 2 and "revoked" in res.stderr, res
     assert tree_state(cfg) == before
 
 
