@@ -174,3 +174,10 @@ def test_a_failure_of_a_version_the_pkgbuild_went_back_from_is_not_retried(cfg):
     assert reasons("1.0-1") == ["new package: t-a is not in [avf]", "retry after failure: 1.0-1 failed (boom)"]
     assert reasons("0.9-3")[1:] == ["retry after failure: 0.9-3 failed (boom)"]
     assert reasons("2.0-1") == ["new package: t-a is not in [avf]"]       # reverted from 2.0
+
+
+def test_a_deeply_nested_failure_record_is_a_clear_error_naming_it(pkgs):
+    history.path(pkgs).parent.mkdir(parents=True)
+    history.path(pkgs).write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(AvfrepoError, match=r"\.failures\.json: unreadable failure record \(not JSON"):
+        history.load(pkgs)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import AvfrepoError
+from ..formats import jsondoc
 from ..fsutil import atomic_write
 
 FORMAT = 1
@@ -29,11 +30,12 @@ def path(cfg: Config) -> Path:
 def load(cfg: Config) -> dict[str, dict]:
     f = path(cfg)
     try:
-        data = json.loads(f.read_text(encoding="utf-8"))
+        data = jsondoc.read(f)
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AvfrepoError(f"{f}: unreadable failure record ({exc}); delete it to forget earlier failures") from None
+    except (OSError, ValueError) as exc:
+        raise AvfrepoError(f"{f}: unreadable failure record ({jsondoc.one_line(exc)}); delete it to forget "
+                           "earlier failures") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("failures"), dict) \
             or not all(isinstance(v, dict) for v in data["failures"].values()):
         raise AvfrepoError(f"{f}: not a failure record of format {FORMAT}; delete it to forget earlier failures")
