@@ -69,7 +69,9 @@ def test_the_image_job_builds_unsigned_and_the_sign_job_signs_and_publishes(ci, 
     cfg, env, secret, fpr = ci
     res = job(cfg.root, env, "build", "--output", "images.tar.gz")       # no AVF_SIGNING_KEY in this job
     assert res.returncode == 0, res.stderr
+    assert f"UNSIGNED: no .sig written; the manifest and README name the key {fpr}" in res.stdout
     out = cfg.root / "images.tar.gz"
+    assert f"sign it where that secret key is: avfrepo image --sign {out}" in res.stdout
     assert out.is_file() and not any(p.exists() for p in signature_paths(out))
     assert json.loads(manifest_path(out).read_text())["signing_key"] == fpr
     out.with_name(out.name + ".boot.json").write_text('{"stand-in": "the boot gate is not run here"}\n')

@@ -160,3 +160,13 @@ def test_sign_without_the_secret_key_or_archive_is_exit_2_and_writes_nothing(uns
     assert main(["--config", str(cfg.file), "image", "--sign", str(archive), "--unsigned"]) == 2
     assert listing(archive.parent) == before
 
+
+
+
+def test_unsigned_without_even_the_public_key_is_exit_2_naming_the_fix(standin_repos, trusted_gpgdir, tmp_path,
+                                                                       capsys):
+    cfg = image_config(tmp_path / "avfrepo.toml", tmp_path / "empty-gnupg", *standin_repos, trusted_gpgdir)
+    assert main(["--config", str(cfg.file), "image", "--unsigned"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot name the image's signing key: no signing key in" in err and "key import --public" in err
+    assert not cfg.image.output.parent.exists()

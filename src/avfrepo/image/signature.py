@@ -6,6 +6,9 @@ after with signing.verify_detached against the key's exported public part alone:
 that does not verify (wrong key, agent trouble, a file changed under it) stops the build
 before anything is renamed into place. A user checks them with `gpg --verify` against the
 `avf.asc` published beside the repository database (docs/image.md).
+
+`avfrepo image --unsigned` needs only the key's public part (key(secret=False)), to name it;
+`avfrepo image --sign` (image.sign_image) signs later with the secret one.
 """
 
 from __future__ import annotations
