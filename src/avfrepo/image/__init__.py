@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -339,13 +340,14 @@ def sign_image(cfg: Config, archive_file: Path, *, progress: Callable[[str], Non
     data, manifest = read_manifest(man)
     named = manifest.get("signing_key")
     if named != k.fingerprint:
-        raise ImageError(f"{man.name} names the key {named or '(none)'}, not {k.fingerprint}, the signing key in "
-                         f"{cfg.signing.gnupg_home}: the image was built for another key; nothing signed")
-    if manifest.get("archive") != archive_file.name:
-        raise ImageError(f"{man.name} describes the archive {manifest.get('archive')!r}, not {archive_file.name!r}; "
+        raise ImageError(f"{man.name} names the key {jsondoc.one_line(named or '(none)', 60)}, not {k.fingerprint}, "
+                         f"the signing key in {cfg.signing.gnupg_home}: the image was built for another key; "
                          "nothing signed")
+    if manifest.get("archive") != archive_file.name:
+        raise ImageError(f"{man.name} describes the archive {jsondoc.one_line(repr(manifest.get('archive')), 80)}, "
+                         f"not {archive_file.name!r}; nothing signed")
     recorded = manifest.get("sha256")
-    if not isinstance(recorded, str) or len(recorded) != 64:
+    if not isinstance(recorded, str) or not re.fullmatch(r"[0-9a-f]{64}", recorded):
         raise ImageError(f"{man.name} records no sha256 of the archive; nothing signed")
     progress(f"image: checking {archive_file.name} against the sha256 its manifest records")
     actual = archive.sha256_file(archive_file)
