@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import textwrap
 
 import pytest
 
@@ -21,34 +20,16 @@ from avfrepo.sync import sync
 
 from .conftest import require_tools
 from .packages.alarm_fixture import make_alarm
-from .packages.test_linux_avf import FEED, Kernel
+from .packages.test_linux_avf import kernel, make_kcfg  # noqa: F401 (kernel: the fixture)
 from .sources.conftest import http_server, no_proxy_and_recorded_sleeps  # noqa: F401 (fixtures)
 from .test_sync import actions, snapshot, with_avf
 
 BREAKS_THE_PATCH = {"arch/arm64/Kconfig": "config ARM64\n\tdef_bool y\n\tselect HAVE_ARCH_KGDB\n"}
 
 
-@pytest.fixture
-def kernel(http_server, tmp_path) -> Kernel:  # noqa: F811 (the imported fixture)
-    k = Kernel(http_server({}), tmp_path / "kernel.org")
-    k.release("6.1.158")
-    return k
-
-
 def kernel_cfg(tmp_path, avf, kernel, signing_home, enable=("avf-config", "linux-avf")) -> config_mod.Config:
-    require_tools("git", "patch")
     alarm = make_alarm(tmp_path / "upstream" / "PKGBUILDs")
-    extra = textwrap.dedent(f"""
-        [upstreams.kernel]
-        kind = "kernel-org"
-        series = "6.1"
-        url = "{kernel.srv.url(FEED)}"
-        retries = 0
-
-        [upstreams.alarm-pkgbuilds]
-        url = "{alarm.url}"
-        """)
-    return config_mod.load(write_config(tmp_path / "kernel.toml", avf.url, signing_home, extra=extra, enable=enable))
+    return make_kcfg(tmp_path, avf, kernel, alarm, signing_home, name="kernel.toml", enable=enable)
 
 
 @pytest.fixture

@@ -130,7 +130,8 @@ def alarm(tmp_path):
     return make_alarm(tmp_path / "upstream" / "PKGBUILDs")
 
 
-def make_kcfg(tmp_path, avf, kernel, alarm, signing_home, more: str = "", name: str = "avfrepo.toml"):
+def make_kcfg(tmp_path, avf, kernel, alarm, signing_home, more: str = "", name: str = "avfrepo.toml",
+              enable: tuple[str, ...] | None = None):
     require_tools("git", "patch")
     extra = textwrap.dedent(f"""
         [upstreams.kernel]
@@ -142,7 +143,8 @@ def make_kcfg(tmp_path, avf, kernel, alarm, signing_home, more: str = "", name: 
         [upstreams.alarm-pkgbuilds]
         url = "{alarm.url}"
         """) + more
-    return config_mod.load(write_config(tmp_path / name, avf.url, signing_home, extra=extra))
+    chosen = {"enable": enable} if enable is not None else {}
+    return config_mod.load(write_config(tmp_path / name, avf.url, signing_home, extra=extra, **chosen))
 
 
 @pytest.fixture
