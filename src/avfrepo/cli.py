@@ -297,6 +297,16 @@ def cmd_pacman_conf(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import doctor
+    report = doctor(args.config, publish=args.publish)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
 def cmd_image_sign(args: argparse.Namespace) -> int:
     if args.output or args.dry_run or args.unsigned:
         print("avfrepo: error: --sign ARCHIVE signs an existing image; it takes no --output, --dry-run or --unsigned",
@@ -557,6 +567,16 @@ def parser() -> argparse.ArgumentParser:
         "Print the [avf] section users add to /etc/pacman.conf. A placeholder [repo] server (a\n"
         "reserved domain such as example.invalid, as the shipped avfrepo.toml has) is named as\n"
         "such, and the exit code is 1 until the real URL is set.")
+
+    sp = add("doctor", cmd_doctor, "check this checkout's set-up (config, key, server, image, tools)",
+             "Check everything that can be checked locally, one line each (ok, or MISSING and what\n"
+             "to set): the config loads; the repository key (its public part; with --publish a\n"
+             "secret key that can sign); $AVF_SIGNING_FINGERPRINT, when set, names that key;\n"
+             "[repo] server is real (not the placeholder, no trailing /$arch); [image] reads [avf]\n"
+             "from that server and its system repositories are real; the build backend's tools.\n"
+             "Exit 0 when everything holds, 1 otherwise (a config that does not load included).")
+    sp.add_argument("--publish", action="store_true", help="also check the secret key can sign, and publishing's tools")
+    sp.add_argument("--json", action="store_true", help="print the checks as JSON")
 
     sp = add("image", cmd_image, "build images.tar.gz for the Android Terminal app from the repositories",
              "Install [image] packages (default avf-base) with the real pacman --root from the\n"
