@@ -180,6 +180,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
     direct = args.publish_from_sync or truthy(os.environ.get("AVF_PUBLISH_FROM_SYNC"))
     base = args.base or os.environ.get("GITHUB_REF_NAME") or "main"
     import_key("AVF_PUBLIC_KEY", public=True, fingerprint=os.environ.get("AVF_SIGNING_FINGERPRINT"))
+    # avfrepo doctor's checks that sync needs, before any branch or upstream is touched
+    from avfrepo.doctor import SYNC_CHECKS, doctor
+    ready = doctor(None, only=SYNC_CHECKS)
+    print("\n".join(ready.lines()))
+    if not ready.ok:
+        raise JobError("not set up (avfrepo doctor):\n" + "\n".join(c.line() for c in ready.missing()), 2)
     if truthy(os.environ.get("GITHUB_ACTIONS")):
         git("config", "--global", "--add", "safe.directory", os.getcwd())
     git("config", "user.name", "avfrepo")
