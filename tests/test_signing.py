@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from avfrepo.config import SigningConfig
-from avfrepo.errors import SigningError
+from avfrepo.errors import ConfigError, SigningError
 from avfrepo.signing import (
     detach_sign, export_public, import_public, init_key, keyring_key, secret_keys, signing_key, verification_key,
     verify_detached,
@@ -57,9 +57,35 @@ def payload(tmp_path) -> Path:
 
 # --- keys ------------------------------------------------------------------------------
 
+def test_init_key_expires_in_two_years_unless_told_otherwise(tmp_path):
+    """A repository key without expiry outlives a lost backup; the default is gpg's 2y, and
+    `--expire` passes any gpg period through after a check."""
+    key, _ = init_key(SigningConfig(None, tmp_path / "default"), UID)
+    days = (key.expires - key.created).days
+    assert 729 <= days <= 731
+    key, _ = init_key(SigningConfig(None, tmp_path / "short"), UID, "30d")
+    assert (key.expires - key.created).days == 30
+
+
+@pytest.mark.parametrize("expire", ["2 years", "-1y", "0", "2y; rm -rf /", "--yes", "", "1x"])
+def test_init_key_refuses_a_bad_expiry_before_gpg_runs(tmp_path, expire):
+    home = tmp_path / "gnupg"
+    with pytest.raises(ConfigError) as info:
+        init_key(SigningConfig(None, home), UID, expire)
+    assert "never" in str(info.value) and "2y" in str(info.value)
+    assert not home.exists()
+
+
+def test_init_key_refuses_a_user_id_of_several_lines(tmp_path):
+    home = tmp_path / "gnupg"
+    with pytest.raises(ConfigError, match="one line"):
+        init_key(SigningConfig(None, home), "a <a@example.invalid>\nb", "never")
+    assert not home.exists()
+
+
 def test_init_key_creates_an_ed25519_key_in_an_empty_home(tmp_path):
     home = tmp_path / "new" / "gnupg"
-    key, created = init_key(SigningConfig(None, home), UID)
+    key, created = init_key(SigningConfig(None, home), UID, "never")
     assert created is True
     assert re.fullmatch(r"[0-9A-F]{40}", key.fingerprint)
     assert key.uid == UID

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import SigningConfig
-from .errors import SigningError, ToolError
+from .errors import ConfigError, SigningError, ToolError
 from .run import run
 
 
@@ -145,8 +146,26 @@ def keyring_key(cfg: SigningConfig) -> Key:
     return keys[0]
 
 
-def init_key(cfg: SigningConfig, uid: str) -> tuple[Key, bool]:
-    """Create an ed25519 signing key unless one is usable already. Returns (key, created)."""
+DEFAULT_EXPIRE = "2y"
+_EXPIRE = re.compile(r"never|[1-9][0-9]{0,3}[dwmy]?")
+
+
+def check_expire(expire: str) -> str:
+    """gpg's expiry for a new key: `never`, or a count of days with an optional unit
+    (`2y`, `18m`, `52w`, `730d`, `730`). Anything else is refused before gpg runs."""
+    if not _EXPIRE.fullmatch(expire):
+        raise ConfigError(f"key expiry {expire!r}: expected `never` or a number with a unit d, w, m or y "
+                          f"(e.g. {DEFAULT_EXPIRE})")
+    return expire
+
+
+def init_key(cfg: SigningConfig, uid: str, expire: str = DEFAULT_EXPIRE) -> tuple[Key, bool]:
+    """Create an ed25519 signing key, expiring after EXPIRE (gpg notation, default two years:
+    `gpg --quick-set-expire` extends it, and the next publish exports the new state), unless
+    one is usable already. Returns (key, created)."""
+    check_expire(expire)
+    if not uid.strip() or any(ord(c) < 32 or ord(c) == 127 for c in uid):
+        raise ConfigError(f"key user id {uid!r}: must be one line of printable text, e.g. 'Name <mail@host>'")
     try:
         return signing_key(cfg), False
     except SigningError:
@@ -154,7 +173,7 @@ def init_key(cfg: SigningConfig, uid: str) -> tuple[Key, bool]:
         if cfg.key or secret_keys(cfg.gnupg_home):
             raise
     _prepare_home(cfg.gnupg_home)
-    _gpg(cfg.gnupg_home, "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never")
+    _gpg(cfg.gnupg_home, "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", expire)
     return signing_key(cfg), True
 
 
