@@ -49,7 +49,7 @@ def test_config_from_environment_variable(capsys, cfg, monkeypatch):
     monkeypatch.setenv("AVFREPO_CONFIG", str(cfg.file))
     code, out, _ = run_cli(capsys, "pacman-conf")
     assert code == 0
-    assert out == f"[avf]\nSigLevel = Required\nServer = {cfg.repo.server}/$arch\n"
+    assert out.startswith(f"[avf]\nSigLevel = Required\nServer = {cfg.repo.server}/$arch\n#")
 
 
 def test_sync_dry_run_json_then_sync_then_nothing_to_do(capsys, cfg):
@@ -224,3 +224,60 @@ def test_rollback_or_remove_of_an_unknown_name_writes_nothing(capsys, cfg):
         code, _, err = run_cli(capsys, "--config", str(cfg.file), "repo", action, "avf-confg")
         assert code == 2 and "avf-confg: no such package in [avf]" in err
     assert not cfg.repo.path.exists()
+
+
+def test_pacman_conf_says_how_to_trust_the_key_with_its_fingerprint(capsys, cfg):
+    """SigLevel = Required refuses every package until the key is trusted: the output says how,
+    as comments (the whole output can still be pasted into pacman.conf)."""
+    from avfrepo.signing import signing_key
+    fpr = signing_key(cfg.signing).fingerprint
+    code, out, _ = run_cli(capsys, "--config", str(cfg.file), "pacman-conf")
+    assert code == 0
+    section, steps = out.split("Server = ", 1)[1].split("\n", 1)
+    assert all(line.startswith("#") for line in steps.splitlines())
+    assert f"{cfg.repo.server}/aarch64/avf.asc" in steps
+    assert "pacman-key --add avf.asc" in steps and f"pacman-key --lsign-key {fpr}" in steps
+    assert "avf/avf-keyring" in steps
+
+
+def test_pacman_conf_without_a_key_names_where_the_fingerprint_comes_from(capsys, tmp_path):
+    conf = tmp_path / "avfrepo.toml"
+    conf.write_text('[repo]\nserver = "https://repo.avf-mirror.net/avf"\n[signing]\ngnupg_home = "none"\n')
+    code, out, _ = run_cli(capsys, "--config", str(conf), "pacman-conf")
+    assert code == 0 and "pacman-key --lsign-key <fingerprint>" in out and "gpg --show-keys avf.asc" in out
+    assert not (tmp_path / "none").exists()
+
+
+def test_key_init_takes_uid_from_packager_expires_and_says_how_to_back_up(capsys, tmp_path):
+    conf = tmp_path / "avfrepo.toml"
+    conf.write_text('[signing]\ngnupg_home = "gnupg"\n[build]\npackager = "Jane Doe <jane@avf.example.org>"\n')
+    code, out, _ = run_cli(capsys, "--config", str(conf), "key", "init", "--expire", "1y")
+    assert code == 0, out
+    fpr = out.split()[2]
+    assert "(Jane Doe ([avf] repository signing key) <jane@avf.example.org>)" in out
+    assert "expires: " in out and "never" not in out and "--quick-set-expire" in out
+    assert f"--export-secret-keys --armor {fpr} > avf-signing-key.asc" in out and "offline" in out
+    assert "placeholder" not in out
+    # the backup line works as printed
+    res = subprocess.run(out.splitlines()[-1].strip(), shell=True, cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0 and "PRIVATE KEY" in (tmp_path / "avf-signing-key.asc").read_text()
+    code, out, _ = run_cli(capsys, "--config", str(conf), "key", "init", "--json")
+    data = json.loads(out)
+    assert data["created"] is False and data["expires"] and fpr in data["backup"]
+
+
+def test_key_init_with_the_placeholder_packager_says_so(capsys, tmp_path):
+    conf = tmp_path / "avfrepo.toml"
+    conf.write_text('[signing]\ngnupg_home = "gnupg"\n')
+    code, out, _ = run_cli(capsys, "--config", str(conf), "key", "init", "--expire", "never")
+    assert code == 0 and "expires: never" in out
+    assert "placeholder: set [build] packager" in out
+
+
+def test_key_init_refuses_a_bad_expiry_with_exit_2(capsys, tmp_path):
+    conf = tmp_path / "avfrepo.toml"
+    conf.write_text('[signing]\ngnupg_home = "gnupg"\n')
+    code, out, err = run_cli(capsys, "--config", str(conf), "key", "init", "--expire", "2 years")
+    assert code == 2 and "key expiry '2 years'" in err and err.count("\n") == 1
+    assert not (tmp_path / "gnupg").exists()
+

@@ -166,16 +166,35 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _key_uid(cfg: config_mod.Config) -> str:
+    """A new key's user id from [build] packager ("Name <mail>", as makepkg.conf's PACKAGER),
+    so users' `pacman-key --list-keys` names a person, not a placeholder."""
+    import re
+    m = re.fullmatch(r"\s*([^<>]*?)\s*<([^<>\s]+@[^<>\s]+)>\s*", cfg.build.packager)
+    name, mail = (m.group(1) or cfg.repo.name, m.group(2)) if m else (cfg.build.packager, f"{cfg.repo.name}@example.invalid")
+    return f"{name} ([{cfg.repo.name}] repository signing key) <{mail}>"
+
+
 def cmd_key_init(args: argparse.Namespace) -> int:
-    from .signing import init_key
+    import shlex
+    from .signing import check_expire, init_key
     cfg = config_mod.load(args.config)
-    uid = args.uid or f"[{cfg.repo.name}] repository signing key <{cfg.repo.name}@example.invalid>"
-    key, created = init_key(cfg.signing, uid)
+    uid = args.uid or _key_uid(cfg)
+    key, created = init_key(cfg.signing, uid, check_expire(args.expire))
+    home = cfg.signing.gnupg_home
+    backup = f"gpg --homedir {shlex.quote(str(home))} --export-secret-keys --armor {key.fingerprint} > {cfg.repo.name}-signing-key.asc"
+    expires = key.expires.date().isoformat() if key.expires else None
     if args.json:
         _print_json({"fingerprint": key.fingerprint, "uid": key.uid, "created": created,
-                     "gnupg_home": str(cfg.signing.gnupg_home)})
-    else:
-        print(("created " if created else "using existing ") + f"key {key.fingerprint} ({key.uid}) in {cfg.signing.gnupg_home}")
+                     "expires": expires, "gnupg_home": str(home), "backup": backup})
+        return 0
+    print(("created " if created else "using existing ") + f"key {key.fingerprint} ({key.uid}) in {home}")
+    print(f"expires: {expires or 'never'}" + (f" (extend it with `gpg --homedir {shlex.quote(str(home))} "
+                                              f"--quick-set-expire {key.fingerprint} 2y`, then publish)" if expires else ""))
+    if "@example.invalid" in key.uid:
+        print(f"the user id is a placeholder: set [build] packager in {cfg.file} (\"Your Name <you@host>\") "
+              "or pass --uid before the key is published")
+    print(f"back it up now and keep the copy offline (whoever has it can sign for [{cfg.repo.name}]):\n  {backup}")
     return 0
 
 
@@ -284,12 +303,36 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if report.current else 3
 
 
+def _trust_steps(cfg: config_mod.Config) -> str:
+    """How a user trusts the repository key before the first `pacman -Sy` (SigLevel = Required
+    refuses every package until then), as comments: the whole output can still be pasted."""
+    from .errors import ToolError
+    from .packages.avf_keyring import NAME as KEYRING
+    from .signing import SigningError, keyring_key
+    fpr = cfg.signing.key
+    if not fpr:
+        try:
+            fpr = keyring_key(cfg.signing).fingerprint
+        except (SigningError, ToolError):
+            fpr = None
+    name, key_url = cfg.repo.name, f"{cfg.repo.server}/{cfg.repo.arch}/{cfg.repo.name}.asc"
+    return "\n".join([
+        f"# Before the first `pacman -Sy`, trust the key [{name}] is signed with (as root):",
+        f"#   curl -fLO {key_url}",
+        f"#   pacman-key --add {name}.asc",
+        f"#   pacman-key --lsign-key {fpr or '<fingerprint>'}"
+        + ("" if fpr else f"    (`gpg --show-keys {name}.asc` prints it; compare it with the publisher's)"),
+        f"# Then `pacman -Sy {name}/{KEYRING}`: its install hook keeps the key current from there on.",
+    ])
+
+
 def cmd_pacman_conf(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     if cfg.repo.placeholder_server:
         # said where it is pasted (a comment) and where a script notices (stderr, exit 1)
         print(f"# {cfg.repo.server} is a placeholder: set [repo] server in {cfg.file} to where repo/ is hosted")
     print(f"[{cfg.repo.name}]\nSigLevel = Required\nServer = {cfg.repo.server}/$arch")
+    print(_trust_steps(cfg))
     if cfg.repo.placeholder_server:
         print(f"avfrepo: [repo] server {cfg.repo.server} is a placeholder (a reserved domain that cannot exist): "
               f"set it in {cfg.file} to the URL where repo/ is hosted", file=sys.stderr)
@@ -497,7 +540,9 @@ def parser() -> argparse.ArgumentParser:
     ki = ksub.add_parser("init", help="create an ed25519 signing key unless one exists; print its fingerprint",
                          description="Create an ed25519 signing key in [signing] gnupg_home unless a usable one exists.")
     ki.set_defaults(func=cmd_key_init)
-    ki.add_argument("--uid", help="user id of a new key")
+    ki.add_argument("--uid", help="user id of a new key (default: from [build] packager, \"Name <mail>\")")
+    ki.add_argument("--expire", default="2y", metavar="WHEN",
+                    help="expiry of a new key, gpg notation: 2y, 18m, 52w, 730d or never (default: 2y)")
     ki.add_argument("--json", action="store_true", help="print the key as JSON")
 
     rp = add("repo", lambda a: 2, "list, roll back or remove published packages",
@@ -566,7 +611,8 @@ def parser() -> argparse.ArgumentParser:
     add("pacman-conf", cmd_pacman_conf, "print the pacman.conf section for the repository",
         "Print the [avf] section users add to /etc/pacman.conf. A placeholder [repo] server (a\n"
         "reserved domain such as example.invalid, as the shipped avfrepo.toml has) is named as\n"
-        "such, and the exit code is 1 until the real URL is set.")
+        "such, and the exit code is 1 until the real URL is set. Comments after the section say\n"
+        "how to trust the repository key first (pacman-key --add/--lsign-key, then avf-keyring).")
 
     sp = add("doctor", cmd_doctor, "check this checkout's set-up (config, key, server, image, tools)",
              "Check everything that can be checked locally, one line each (ok, or MISSING and what\n"
