@@ -11,7 +11,8 @@
 #  - the Python dependencies from Arch's repositories where packaged (pyalpm, GitPython,
 #    requests, Jinja, packaging, pytest, pytest-xdist, PyYAML), so pip installs avfrepo only;
 #  - creates the unprivileged build user (makepkg refuses to run as root; makechrootpkg -U);
-#  - creates .venv (with the system site packages) and installs avfrepo into it, editable.
+#  - creates .venv (with the system site packages) and installs avfrepo into it, editable,
+#    and its man page and bash/zsh completions (scripts/install-man-completions.sh).
 # Idempotent: running it again only re-checks. The chroot itself is made by
 # `avfrepo chroot init` (see the README), not here: it downloads a few hundred MB.
 set -euo pipefail
@@ -58,3 +59,7 @@ if [ ! -x .venv/bin/python ]; then
   python -m venv --system-site-packages .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+# the [native] extra (neither has dependencies of its own): man page and bash/zsh completions
+# from the CLI's parser, as root into /usr/local/share
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps 'shtab>=1.7' 'argparse-manpage>=4'
+bash scripts/install-man-completions.sh

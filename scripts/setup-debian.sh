@@ -9,7 +9,8 @@
 #    systemd (systemctl presets the image, systemd-analyze checks the units), cargo (the guest
 #    agents' crates; skipped when a cargo is already on PATH, e.g. rustup's);
 #  - creates the unprivileged build user makepkg needs (it refuses to run as root);
-#  - creates .venv and installs avfrepo with its test extras into it;
+#  - creates .venv and installs avfrepo with its test extras into it, and its man page and
+#    bash/zsh completions (scripts/install-man-completions.sh);
 #  - with --tests: also makes what the tests need from the network, so that the tests use none:
 #    the boot tests' arm64 Debian userland (debootstrap of trixie through qemu-user-static, about
 #    17 min once, cached in $AVFREPO_TEST_CACHE, default /var/cache/avfrepo-test). It compiles
@@ -79,6 +80,8 @@ if [ "$(id -u)" -eq 0 ] && [ -e /proc/sys/fs/binfmt_misc/status ] && [ ! -e /pro
   update-binfmts --enable qemu-aarch64 || true
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# man page and bash/zsh completions from the CLI's parser (as root into /usr/local/share)
+bash scripts/install-man-completions.sh
 if ((TESTS)); then
   # the boot tests' arm64 userland: network to Debian's archive here, so that no test needs it
   if ! .venv/bin/python -m tests.boot.userland >/dev/null; then

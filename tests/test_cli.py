@@ -281,3 +281,11 @@ def test_key_init_refuses_a_bad_expiry_with_exit_2(capsys, tmp_path):
     assert code == 2 and "key expiry '2 years'" in err and err.count("\n") == 1
     assert not (tmp_path / "gnupg").exists()
 
+
+def test_completion_prints_a_script_for_each_shell(capsys):
+    code, out, _ = run_cli(capsys, "completion", "bash")
+    assert code == 0 and "complete " in out and "pacman-conf" in out and "--expire" in out
+    code, out, _ = run_cli(capsys, "completion", "zsh")
+    assert code == 0 and out.startswith("#compdef avfrepo")
+    code, _, err = run_cli(capsys, "completion", "fish")
+    assert code == 2 and "invalid choice" in err

@@ -326,6 +326,15 @@ def _trust_steps(cfg: config_mod.Config) -> str:
     ])
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    try:
+        import shtab
+    except ImportError:
+        raise ConfigError("shell completion needs shtab: pip install 'avfrepo[native]'") from None
+    print(shtab.complete(parser(), shell=args.shell), end="")
+    return 0
+
+
 def cmd_pacman_conf(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     if cfg.repo.placeholder_server:
@@ -613,6 +622,13 @@ def parser() -> argparse.ArgumentParser:
         "reserved domain such as example.invalid, as the shipped avfrepo.toml has) is named as\n"
         "such, and the exit code is 1 until the real URL is set. Comments after the section say\n"
         "how to trust the repository key first (pacman-key --add/--lsign-key, then avf-keyring).")
+
+    sp = add("completion", cmd_completion, "print the bash or zsh completion script (shtab)",
+             "Print a completion script generated from avfrepo's own options (shtab). The set-up\n"
+             "scripts install it; by hand:\n"
+             "  bash: avfrepo completion bash > /usr/share/bash-completion/completions/avfrepo\n"
+             "  zsh:  avfrepo completion zsh > /usr/share/zsh/site-functions/_avfrepo")
+    sp.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete for")
 
     sp = add("doctor", cmd_doctor, "check this checkout's set-up (config, key, server, image, tools)",
              "Check everything that can be checked locally, one line each (ok, or MISSING and what\n"
