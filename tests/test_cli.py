@@ -237,7 +237,7 @@ def test_pacman_conf_says_how_to_trust_the_key_with_its_fingerprint(capsys, cfg)
     assert all(line.startswith("#") for line in steps.splitlines())
     assert f"{cfg.repo.server}/aarch64/avf.asc" in steps
     assert "pacman-key --add avf.asc" in steps and f"pacman-key --lsign-key {fpr}" in steps
-    assert "avf/avf-keyring" in steps
+    assert "pacman -Syu avf/avf-keyring" in steps and "--populate" in steps
 
 
 def test_pacman_conf_without_a_key_names_where_the_fingerprint_comes_from(capsys, tmp_path):

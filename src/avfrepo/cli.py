@@ -322,7 +322,7 @@ def _trust_steps(cfg: config_mod.Config) -> str:
         f"#   pacman-key --add {name}.asc",
         f"#   pacman-key --lsign-key {fpr or '<fingerprint>'}"
         + ("" if fpr else f"    (`gpg --show-keys {name}.asc` prints it; compare it with the publisher's)"),
-        f"# Then `pacman -Sy {name}/{KEYRING}`: its install hook keeps the key current from there on.",
+        f"# Then `pacman -Syu {name}/{KEYRING}`: its install hook (pacman-key --populate) keeps the key current.",
     ])
 
 
