@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,18 @@ STANDIN = ROOT / "tests/github/gh_standin.py"
 
 
 @pytest.fixture
-def ci(tmp_path, signing_home, standin_repos, trusted_gpgdir):
+def short_tmp():
+    """The jobs' TMPDIR: their GnuPG homes live there, and gpg-agent's socket path must fit in
+    108 bytes (a pytest-xdist tmp_path does not). Their agents are stopped with the folder."""
+    folder = Path(tempfile.mkdtemp(prefix="ci-", dir="/tmp"))
+    yield folder
+    for home in folder.glob("*gnupg*"):
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, timeout=30)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def ci(tmp_path, signing_home, standin_repos, trusted_gpgdir, short_tmp):
     """A checkout whose avfrepo.toml has no key of its own (CI imports it), the repository
     variables, the avf-signing environment's secret, and gh's double on PATH."""
     gpg = tmp_path / "pacman-gnupg"
@@ -47,7 +59,7 @@ def ci(tmp_path, signing_home, standin_repos, trusted_gpgdir):
     env.update(PATH=f"{bindir}:{os.environ['PATH']}", GH_STANDIN_DIR=str(tmp_path / "gh"),
                AVF_PUBLIC_KEY=export_public(sc, fpr, armor=True).decode(), AVF_SIGNING_FINGERPRINT=fpr,
                AVFREPO=str(Path(sys.executable).with_name("avfrepo")),
-               TMPDIR=str(tmp_path))        # the jobs' GnuPG homes (and their agents) end with the test
+               TMPDIR=str(short_tmp))       # the jobs' GnuPG homes (and their agents) end with the test
     return cfg, env, secret, fpr
 
 
