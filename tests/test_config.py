@@ -266,6 +266,8 @@ def test_unknown_key_is_an_error_naming_table_and_key(tmp_path, text, where, key
     ("[build]\nbackends = 'makepkg'\n", "[build] backends: unknown key (did you mean backend?)"),
     ("[packages]\nenable = ['avf-confg']\n", '[packages] enable: unknown package "avf-confg" (did you mean avf-config'),
     ("[[packages.linux-avff.carry]]\nfile = 'x.patch'\n", "[packages.linux-avff]: unknown package (did you mean linux-avf?)"),
+    # a name Arch allows (first character '@', '_' or '+') is a package name: unknown, not a key
+    ("[[packages._linux-avf.carry]]\nfile = 'x.patch'\n", "[packages._linux-avf]: unknown package (did you mean linux-avf?)"),
 ])
 def test_did_you_mean_for_unknown_sections_keys_and_packages(tmp_path, text, expected):
     msg = config_error(tmp_path, text)

@@ -44,6 +44,13 @@ def test_invalid_version_strings_raise_value_error(text):
         V(text)
 
 
+def test_an_epoch_or_pkgrel_is_ascii_digits_only():
+    # Python's \d also matches other scripts' digits (int() reads them): the rule is Arch's [0-9]
+    for text in ("\u0661:1.0-1", "1.0-\u0661", "\uff11:1.0-1"):
+        with pytest.raises(ValueError, match="not an Arch package version"):
+            V(text)
+
+
 @pytest.mark.parametrize("text", ["1.0 beta-1", "1.0/2-1"])
 def test_parse_rejects_pkgver_that_makepkg_would_reject(text):
     with pytest.raises(ValueError):

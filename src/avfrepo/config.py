@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .formats import archrules
 
 DEFAULT_NAME = "avfrepo.toml"
 ENV_VAR = "AVFREPO_CONFIG"
@@ -550,7 +551,7 @@ def parse(data: dict[str, Any], file: Path | None, root: Path) -> Config:
                                     f"(known: {', '.join(known_packages)})")
     carry: dict[str, tuple[CarriedPatch, ...]] = {}
     for pname in [k for k in pk.data if k != "enable"]:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9@._+-]*", pname) or not isinstance(pk.data[pname], dict):
+        if not archrules.valid_pkgname(pname) or not isinstance(pk.data[pname], dict):
             raise pk._err(pname, "unknown key (known: enable, and [packages.<package>] tables)")
         if pname not in known_packages:
             raise ConfigError(f"{file or '<config>'}: [packages.{pname}]: unknown package"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pyalpm
 
-_PKGVER = re.compile(r"[A-Za-z0-9._+]+")
+from .formats import archrules
 
 
 def vercmp(a: str, b: str) -> int:
@@ -17,8 +17,8 @@ def vercmp(a: str, b: str) -> int:
 
 
 def valid_pkgver(pkgver: str) -> bool:
-    """makepkg's rule: no colon, slash, hyphen or whitespace (and not empty)."""
-    return bool(_PKGVER.fullmatch(pkgver))
+    """makepkg's rule: no colon, slash, hyphen or whitespace (and not empty): archrules'."""
+    return archrules.valid_pkgver(pkgver)
 
 
 @functools.total_ordering
@@ -30,10 +30,11 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> "Version":
-        m = re.fullmatch(r"(?:(\d+):)?([A-Za-z0-9._+]+)-([0-9]+(?:\.[0-9]+)?)", text.strip())
-        if not m:
+        parts = archrules.split_version(text.strip())
+        if parts is None:
             raise ValueError(f"not an Arch package version (epoch:pkgver-pkgrel): {text!r}")
-        return cls(pkgver=m.group(2), pkgrel=m.group(3), epoch=int(m.group(1) or 0))
+        epoch, pkgver, pkgrel = parts
+        return cls(pkgver=pkgver, pkgrel=pkgrel, epoch=epoch)
 
     def __str__(self) -> str:
         prefix = f"{self.epoch}:" if self.epoch else ""

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from avfrepo.build import build
-from avfrepo.build.backends import MakechrootpkgBackend, MakepkgBackend, backend_for, prepare_copy
+from avfrepo.build.backends import MakechrootpkgBackend, MakepkgBackend, backend_for, prepare_copy, stable_workdir
 from avfrepo.config import BuildConfig
 from avfrepo.errors import AvfrepoError
 
@@ -66,6 +66,15 @@ def test_makechrootpkg_subrelease_rewrites_only_the_private_copy(cfg, tmp_path):
     assert argv[argv.index("-l") + 1] == "avfrepo-3"
     assert b"\npkgrel=1.1\n" in double.pkgbuilds[0]
     assert b"\npkgrel=1\n" in (cfg.pkgbuilds / "t-a/PKGBUILD").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["-rf", "T-a", "..", ".t-a", "t a", "t/a", ""])
+def test_a_build_directory_is_named_by_arch_s_pkgname_rule(cfg, name):
+    # a pkgbase by Arch's rule (formats/archrules.py): the check this replaced let a name
+    # starting with '-' and capitals through
+    with pytest.raises(AvfrepoError, match="not usable as a build directory name"):
+        with stable_workdir(cfg, name):
+            pass
 
 
 def test_subrelease_needs_exactly_one_pkgrel_line(tmp_path):

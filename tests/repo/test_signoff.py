@@ -161,6 +161,51 @@ def test_a_malformed_plan_or_a_second_file_for_a_package_is_refused(job, rcfg, t
     assert not rcfg.repo.path.exists()
 
 
+def test_a_plan_entry_with_a_trailing_newline_is_refused(tmp_path):
+    # the plan's names and versions are checked by formats/archrules.py, whole-string: the
+    # regexes this replaced ended in `$`, which also matches before a final newline
+    bad = tmp_path / "plan.json"
+    for row in ({"pkgbase": "t-a\n", "version": "1.0-1", "pkgnames": ["t-a"]},
+                {"pkgbase": "t-a", "version": "1.0-1", "pkgnames": ["t-a\n"]},
+                {"pkgbase": "t-a", "version": "1.0-1\n", "pkgnames": ["t-a"]}):
+        bad.write_text(json.dumps({"results": [row]}))
+        with pytest.raises(PublishRefused, match="entry 0 of the build plan"):
+            read_plan(bad)
+
+
+def _renamed_with_tail(pkg: Path, tail: str) -> Path:
+    """pkg and its provenance record renamed to <pkg>.pkg.tar.zst<tail>, the record saying so."""
+    wrong = pkg.with_name(pkg.name + tail)
+    record = provenance.path_for(pkg)
+    data = json.loads(record.read_text())
+    pkg.rename(wrong)
+    record.unlink()
+    provenance.path_for(wrong).write_text(json.dumps({**data, "filename": wrong.name}))
+    return wrong
+
+
+def test_a_file_name_with_more_after_its_compression_is_refused_by_plan_check_and_build(job, rcfg, tmp_path):
+    # check_against_plan and build.check_artifact compared only a prefix of the file name;
+    # both now ask formats/archrules.py whether the name is exactly what its .PKGINFO says
+    from avfrepo.build import check_artifact
+    from avfrepo.build.plan import PlannedBuild
+    from avfrepo.errors import AvfrepoError
+    from avfrepo.formats import srcinfo
+    built, pkgs = handed_over(job, tmp_path)
+    wrong = _renamed_with_tail(next(p for p in pkgs if p.name.startswith("t-a-")), ".old")
+    rest = [p for p in pkgs if not p.name.startswith("t-a-")]
+    with pytest.raises(PublishRefused, match=r"t-a-1.0-1-any.pkg.tar.zst.old: file name does not match its .PKGINFO"):
+        sign_and_publish(rcfg, signing_key(rcfg.signing), job["plan"], [wrong, *rest])
+    assert not rcfg.repo.path.exists() and not list(built.rglob("*.sig"))
+    cfg = job["cfg"]
+    info = srcinfo.parse((cfg.pkgbuilds / "t-a" / ".SRCINFO").read_text())
+    item = PlannedBuild("t-a", "1.0-1", cfg.pkgbuilds / "t-a", info)
+    with pytest.raises(AvfrepoError, match="file name does not match its .PKGINFO"):
+        check_artifact(cfg, item, wrong, repo={})
+    assert check_artifact(cfg, item, next(p for p in handed_over(job, tmp_path / "again")[1]
+                                          if p.name.startswith("t-a-")), repo={}).pkgname == "t-a"
+
+
 def test_publish_rules_still_apply_after_signing_and_leave_the_repository_alone(job, rcfg, tmp_path):
     _, pkgs = handed_over(job, tmp_path)
     key = signing_key(rcfg.signing)

@@ -111,9 +111,10 @@ def check_artifact(cfg: Config, item: PlannedBuild, pkg: Path, repo: dict | None
         raise AvfrepoError(f"{pkg.name}: .PKGINFO version {info.pkgver} != PKGBUILD {item.version}")
     if info.arch not in (cfg.repo.arch, "any"):
         raise AvfrepoError(f"{pkg.name}: built for {info.arch}, [{cfg.repo.name}] is {cfg.repo.arch}")
-    expected = f"{info.pkgname}-{info.pkgver}-{info.arch}.pkg.tar"
-    if not pkg.name.startswith(expected):
-        raise AvfrepoError(f"{pkg.name}: file name does not match its .PKGINFO ({expected}.*)")
+    try:
+        pkginfo.check(info, pkg.name)
+    except ValueError as exc:
+        raise AvfrepoError(f"{pkg.name}: {exc}") from None
     wrong = pkginfo.arch_refusal(pkg, info)
     if wrong:
         raise AvfrepoError(wrong)

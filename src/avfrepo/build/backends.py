@@ -37,6 +37,7 @@ from typing import Callable, Iterable, Iterator
 from .. import makepkg as mk
 from ..config import Config
 from ..errors import AvfrepoError, ConfigError
+from ..formats import archrules
 from ..run import run as default_runner
 
 
@@ -59,7 +60,7 @@ def prepare_copy(pkgdir: Path, work: Path, pkgrel: str | None) -> None:
     shutil.copytree(pkgdir, work, symlinks=True)
     if pkgrel is None:
         return
-    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", pkgrel):
+    if not archrules.valid_pkgrel(pkgrel):
         raise AvfrepoError(f"{pkgdir.name}: invalid pkgrel {pkgrel!r}")
     pkgbuild = work / "PKGBUILD"
     text, n = re.subn(r"(?m)^pkgrel=\S*$", f"pkgrel={pkgrel}", pkgbuild.read_text())
@@ -79,7 +80,7 @@ def stable_root() -> Path:
 def stable_workdir(cfg: Config, name: str) -> Iterator[Path]:
     """STABLE_ROOT/<name>, emptied, owned by the build user, held under an exclusive lock
     (another build of the same name, in this or another run, waits), removed afterwards."""
-    if not re.fullmatch(r"[A-Za-z0-9@._+-]+", name) or name.startswith("."):
+    if not archrules.valid_pkgname(name):                # a pkgbase: Arch's name rule
         raise AvfrepoError(f"{name!r}: not usable as a build directory name")
     root = stable_root()
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from ..run import run, stream
-from . import elf
+from . import archrules, elf
 
 
 @dataclass(frozen=True)
@@ -41,26 +41,10 @@ def parse(text: str) -> PkgInfo:
     return PkgInfo(one("pkgname"), fields.get("pkgbase", [one("pkgname")])[0], one("pkgver"), one("arch"), fields)
 
 
-COMPRESSIONS = ("zst", "xz", "gz", "bz2", "lz4", "lzo", "lrz", "lz", "Z")
-
-
 def check(info: PkgInfo, filename: str) -> None:
-    """ValueError unless pkgname, version and arch follow Arch's rules (python-alpm, the ALPM
-    project's own parsers, decides) and `filename` is exactly <pkgname>-<version>-<arch>.pkg.tar.<ext>."""
-    from alpm import alpm_types as t
-    for what, value, parser in (("pkgname", info.pkgname, t.PackageRelation),
-                                ("version", info.pkgver, t.FullVersion.from_str),
-                                ("arch", info.arch, t.Architecture)):
-        try:
-            parser(value)
-        except Exception as exc:        # ALPMError, or a TypeError from odd input
-            first = next((l.strip() for l in str(exc).splitlines() if l.startswith("error:")), str(exc).strip())
-            raise ValueError(f".PKGINFO {what} {value!r} is not valid ({first})") from None
-        if value != value.strip() or not value.isascii():
-            raise ValueError(f".PKGINFO {what} {value!r} is not valid")
-    stem = f"{info.pkgname}-{info.pkgver}-{info.arch}.pkg.tar."
-    if not (filename.startswith(stem) and filename[len(stem):] in COMPRESSIONS):
-        raise ValueError(f"file name does not match its .PKGINFO ({stem}{{{','.join(COMPRESSIONS)}}})")
+    """ValueError unless pkgname, version and arch follow Arch's rules and `filename` is exactly
+    <pkgname>-<version>-<arch>.pkg.tar.<ext> (archrules.check_package_file: the one rule)."""
+    archrules.check_package_file(info.pkgname, info.pkgver, info.arch, filename)
 
 
 def read(package: Path) -> PkgInfo:

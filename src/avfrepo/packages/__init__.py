@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..config import Config
+from ..formats import archrules
 from ..signing import Key
 from ..sources import Release
 
@@ -47,9 +48,10 @@ class UnsafeValue(RenderProblem):
 # environment's finalize() refuses anything else, so a template cannot paste an upstream
 # name, path or message into a PKGBUILD as shell by forgetting to quote it.
 
+# a word safe unquoted in shell and as one path component (unit, binary, directory names): not
+# Arch's pkgname rule (formats/archrules.py), which allows '@' and refuses capitals
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-PKGVER = re.compile(r"[A-Za-z0-9._+]+")          # Arch: no '-', ':', '/' or whitespace
 
 
 class Checked(str):
@@ -125,7 +127,7 @@ class Rendered:
         return h.hexdigest()
 
     def finalize(self, pkgver: str, pkgrel: int) -> dict[str, bytes]:
-        if not PKGVER.fullmatch(pkgver) or not isinstance(pkgrel, int) or pkgrel < 1:
+        if not archrules.valid_pkgver(pkgver) or not isinstance(pkgrel, int) or pkgrel < 1:
             raise UnsafeValue(f"{self.name}: version {pkgver!r}-{pkgrel!r} is not an Arch pkgver-pkgrel")
         return {rel: data.replace(PKGVER_TOKEN.encode(), pkgver.encode())
                 .replace(PKGREL_TOKEN.encode(), str(pkgrel).encode())

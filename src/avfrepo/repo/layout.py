@@ -14,13 +14,12 @@ A crash at any instant leaves <arch> pointing at a complete snapshot, old or new
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config
+from ..formats import archrules
 
-PKG_RE = re.compile(r"^(?P<name>.+)-(?P<ver>[^-]+)-(?P<rel>[^-]+)-(?P<arch>[^-]+)\.pkg\.tar(?:\.[a-z0-9]+)?$")
 
 
 def pool(cfg: Config) -> Path:
@@ -47,10 +46,10 @@ class PkgFile:
 
 
 def parse_filename(filename: str) -> PkgFile | None:
-    m = PKG_RE.match(filename)
-    if not m or filename.endswith(".sig"):
+    parts = archrules.split_package_filename(filename)
+    if parts is None or parts.ext == "sig":       # <pkg>.pkg.tar.sig: an uncompressed package's signature
         return None
-    return PkgFile(m["name"], f"{m['ver']}-{m['rel']}", m["arch"], filename)
+    return PkgFile(parts.name, parts.version, parts.arch, filename)
 
 
 def pool_files(cfg: Config) -> list[PkgFile]:

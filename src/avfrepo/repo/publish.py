@@ -52,7 +52,7 @@ from typing import Callable
 from .. import provenance, signing
 from ..config import Config
 from ..errors import AvfrepoError
-from ..formats import jsondoc, pkginfo
+from ..formats import archrules, jsondoc, pkginfo
 from ..formats.repodb import DbEntry, read_db, read_files_db
 from ..fsutil import atomic_write, link_or_copy, sha256_file
 from ..run import run
@@ -570,10 +570,6 @@ def publish(cfg: Config, key: Key, packages: list[Path], *, allow_downgrade: boo
     return [layout.pool(cfg) / i.path.name for i in done]
 
 
-_NAME = re.compile(r"^[a-z0-9@_+][a-z0-9@._+-]*$")            # pacman's package name rules
-_VERSION = re.compile(r"^([0-9]+:)?[A-Za-z0-9._+]+-[0-9]+(\.[0-9]+)?$")
-
-
 @dataclass(frozen=True)
 class PlannedBase:
     pkgbase: str
@@ -596,8 +592,8 @@ def read_plan(path: Path) -> dict[str, PlannedBase]:
     for n, row in enumerate(rows):
         ok = (isinstance(row, dict) and isinstance(row.get("pkgbase"), str) and isinstance(row.get("version"), str)
               and isinstance(row.get("pkgnames"), list) and row["pkgnames"]
-              and all(isinstance(x, str) and _NAME.match(x) for x in row["pkgnames"])
-              and _NAME.match(row["pkgbase"]) and _VERSION.match(row["version"]))
+              and all(archrules.valid_pkgname(x) for x in row["pkgnames"])
+              and archrules.valid_pkgname(row["pkgbase"]) and archrules.valid_version(row["version"]))
         if not ok:
             raise PublishRefused(f"{path}: entry {n} of the build plan is not a pkgbase with a version and pkgnames")
         if row["pkgbase"] in plan:
@@ -641,9 +637,10 @@ def check_against_plan(cfg: Config, plan: dict[str, PlannedBase], packages: list
             raise PublishRefused(f"{pkg.name}: version {info.pkgver}, the plan builds {planned.pkgbase} {planned.version}")
         if info.arch not in (cfg.repo.arch, "any"):
             raise PublishRefused(f"{pkg.name}: arch {info.arch} does not belong in [{cfg.repo.name}] ({cfg.repo.arch})")
-        expected = f"{info.pkgname}-{info.pkgver}-{info.arch}.pkg.tar"
-        if not pkg.name.startswith(expected):
-            raise PublishRefused(f"{pkg.name}: file name does not match its .PKGINFO ({expected}.*)")
+        try:
+            pkginfo.check(info, pkg.name)
+        except ValueError as exc:
+            raise PublishRefused(f"{pkg.name}: {exc}") from None
         wrong = pkginfo.arch_refusal(pkg, info)          # before anything is signed
         if wrong:
             raise PublishRefused(wrong)
