@@ -95,12 +95,6 @@ def missing_tools() -> str | None:
     return None
 
 
-def check_tools() -> None:
-    problem = missing_tools()
-    if problem:
-        raise ImageError(problem)
-
-
 def problems(cfg: Config, output: Path, *, unsigned: bool = False) -> list[str]:
     """What stops a build now, in the order preflight reports it (empty: ready)."""
     from ..build.plan import synced

@@ -25,7 +25,6 @@ from . import Release
 from .net import Transient, with_retries
 
 KIND = "git-tags"
-LS_REMOTE_TIMEOUT = GIT_NET.timeout
 
 # git's words for "this will not get better by asking again"
 _PERMANENT = ("does not appear to be a git repository", "repository not found", "not found",
