@@ -128,9 +128,13 @@ def cmd_build(args: argparse.Namespace) -> int:
         return 0 if rep.reproducible else 1
     cfg = config_mod.load(args.config)
     from pathlib import Path
-    report = build(cfg, None if args.only else args.names or None, dry_run=args.dry_run or args.plan,
-                   progress=_progress, jobs=args.jobs, only=args.names if args.only else None,
-                   unsigned_to=Path(args.unsigned).resolve() if args.unsigned is not None else None)
+    from .progress import Reporter
+    # -v / --log-follow: makepkg's output as it comes; else on a terminal a live status line
+    with Reporter(sys.stderr, follow=args.log_follow or args.verbose) as reporter:
+        report = build(cfg, None if args.only else args.names or None, dry_run=args.dry_run or args.plan,
+                       progress=reporter.say, jobs=args.jobs, only=args.names if args.only else None,
+                       unsigned_to=Path(args.unsigned).resolve() if args.unsigned is not None else None,
+                       tracker=reporter)
     if fmt == "json":
         _print_json(report.to_json())
     elif fmt == "github-matrix":
@@ -501,6 +505,9 @@ def parser() -> argparse.ArgumentParser:
              "makechrootpkg); check each artifact, sign it and publish with repo-add -s -v.\n"
              "A failed package is reported with its log; its dependents are skipped, the rest\n"
              "goes on; a summary table ends the run (exit 1 when anything failed).\n"
+             "On a terminal a status line, redrawn in place, shows each running package, its\n"
+             "makepkg step, the time so far and how long its last build took; -v/--log-follow\n"
+             "shows makepkg's own output instead; piped, plain lines only.\n"
              "--plan --format github-matrix prints the dependency layers as a GitHub Actions\n"
              'matrix: {"include": [{"layer": 0, "packages": "a b", "pkgbases": ["a", "b"]}, ...]}.\n'
              "--unsigned DIR builds without the key (CI build jobs): checked packages and their\n"
@@ -521,6 +528,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--reproduce", metavar="PKG",
                     help="rebuild the published PKG (pkgname or pkgbase) with its recorded SOURCE_DATE_EPOCH, "
                          "publish nothing, compare the bytes (exit 0 identical, 1 not)")
+    sp.add_argument("-v", "--log-follow", action="store_true",
+                    help="show each package's build output (makepkg's lines) as it is written, prefixed "
+                         "with its name (also with avfrepo -v); without it a terminal gets a live status line")
 
     sp = add("chroot", lambda a: 2, "create or refresh the aarch64 build chroot (makechrootpkg)",
              "Manage the clean Arch Linux ARM build root at [build] chroot:\n"

@@ -24,6 +24,7 @@ publishes (repo.publish.sign_and_publish, `avfrepo repo add --plan`).
 
 from __future__ import annotations
 
+import calendar
 import concurrent.futures as cf
 import threading
 import time
@@ -163,13 +164,14 @@ def _closure(items: dict[str, PlannedBuild], base: str) -> list[str]:
 def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = False,
           progress: Callable[[str], None] = lambda s: None, jobs: int | None = None,
           only: list[str] | None = None, heartbeat: float = 60.0, backend=None,
-          unsigned_to: Path | None = None) -> BuildReport:
+          unsigned_to: Path | None = None, tracker=None) -> BuildReport:
     """Build what is due (see plan.py for the reasons), `jobs` at a time, and publish it.
 
     requested: also build these; only: build exactly these; heartbeat: seconds between
     "still building" progress lines; backend: a backend object (default: [build] backend);
     unsigned_to: sign and publish nothing, no key needed: leave each checked package and its
-    unsigned provenance record in this folder (status "built").
+    unsigned provenance record in this folder (status "built"); tracker: told which package
+    starts, its phase and when it ends (progress.Reporter: the live status line, `build -v`).
     """
     jobs = cfg.build.jobs if jobs is None else jobs
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
@@ -204,6 +206,9 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
     built: dict[str, list[Path]] = {}
     started = time.monotonic()
     lock = threading.Lock()
+    if tracker is None:
+        from ..progress import Reporter
+        tracker = Reporter(live=False)              # tells nobody
 
     def say(msg: str) -> None:
         with lock:
@@ -218,6 +223,7 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
         pkgs = backend.build(item.pkgdir, deps, log, out, worker=slot, pkgrel=item.pkgrel,
                              env={"SOURCE_DATE_EPOCH": str(sde)})
         finished = provenance.utc_now()
+        tracker.phase(item.pkgbase, "checking and signing" if sign else "checking")
         provides = {}
         for p in pkgs:
             record = provenance.path_for(p)
@@ -292,6 +298,8 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
                 deps = [p for d in _closure(items, base) for p in built.get(d, [])]
                 say(f"[{n_started}/{total()}] {base} {item.version}: building with {backend.name} "
                     f"(worker {slot}; {'; '.join(item.reasons)}), log {log}")
+                tracker.start(base, f"[{n_started}/{total()}] {base} {item.version}", log=log,
+                              estimate=_last_duration(cfg, planner.repo, item), phase=backend.name)
                 running[pool.submit(work, item, slot, deps, log)] = (base, slot, time.monotonic())
             if not running:
                 for base in pending:            # only a cycle among added packages gets here
@@ -306,6 +314,7 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
                         f"log {results[base].log}")
             for fut in done:
                 base, slot, t0 = running.pop(fut)
+                tracker.finish(base)
                 free.append(slot)
                 res = results[base]
                 res.seconds = round(time.monotonic() - t0, 2)
@@ -326,14 +335,17 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
     to_publish = [p for base in items for p in built.get(base, [])] if sign else []
     if to_publish:
         say(f"publishing {len(to_publish)} package(s) into {cfg.repo.path}")
+        tracker.start("publish", f"publishing {len(to_publish)} package(s)", phase="repo-add")
         try:
             switched = {p.name for p in publish(cfg, key, to_publish, progress=say)}
         except AvfrepoError as exc:
+            tracker.finish("publish")
             for r in report.results:
                 if r.status == "built":
                     r.status, r.error = "failed", f"publish failed: {str(exc).splitlines()[0]}"
             say(f"publishing FAILED: {exc}")
         else:
+            tracker.finish("publish")
             holds = load_ledger(cfg).holds       # as of the served snapshot
             for r in report.results:
                 if r.status == "built":
@@ -341,6 +353,26 @@ def build(cfg: Config, requested: list[str] | None = None, *, dry_run: bool = Fa
     report.seconds = round(time.monotonic() - started, 2)
     history.update(cfg, failures, report.results, set(planner.infos))
     return report
+
+
+def _last_duration(cfg: Config, repo: dict, item: PlannedBuild) -> float | None:
+    """Seconds the published build of item's pkgbase took (its provenance record in the pool:
+    build_finished - build_started), the estimate on the status line; None when unknown."""
+    from ..repo import layout
+    for name in item.info.pkgnames:
+        entry = repo.get(name)
+        if entry is None:
+            continue
+        try:
+            rec = provenance.read(layout.pool(cfg) / (entry.filename + provenance.SUFFIX))
+            fmt = "%Y-%m-%dT%H:%M:%SZ"
+            took = (calendar.timegm(time.strptime(rec.build_finished, fmt))
+                    - calendar.timegm(time.strptime(rec.build_started, fmt)))
+        except (OSError, ValueError):
+            continue
+        if took >= 0:
+            return took
+    return None
 
 
 def _outcome(res: BuildResult, files: list[Path], switched: set[str], holds: dict[str, str]) -> None:
