@@ -23,9 +23,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from job import JobError, avfrepo, gh, import_key, summary  # noqa: E402
+from job import JobError, avfrepo, gh, import_key, run_command, summary  # noqa: E402
 
-from avfrepo.errors import ToolError  # noqa: E402
 from avfrepo.image import manifest_path  # noqa: E402
 
 RELEASE = "image"                # the rolling release the README sends phone users to
@@ -79,15 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("sign", help="check, sign and attach the image job's files to the release")
     s.add_argument("--dir", default=".", help="where the image job's artifact was downloaded")
     s.set_defaults(func=cmd_sign)
-    args = p.parse_args(argv)
-    try:
-        return args.func(args)
-    except JobError as exc:
-        print(f"image_job.py {args.command}: {exc}", file=sys.stderr)
-        return exc.code
-    except ToolError as exc:
-        print(f"image_job.py {args.command}: {exc}", file=sys.stderr)
-        return 1
+    return run_command(p.prog, p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -380,15 +380,17 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--plan", default="plan/plan.json")
     s.add_argument("--built", default="built")
     s.set_defaults(func=cmd_publish)
-    args = p.parse_args(argv)
+    return run_command(p.prog, p.parse_args(argv))
+
+
+def run_command(prog: str, args: argparse.Namespace) -> int:
+    """Run the parsed subcommand; a JobError or ToolError is one line naming the script and
+    command, with the error's exit status (1 for a tool)."""
     try:
         return args.func(args)
-    except JobError as exc:
-        print(f"job.py {args.command}: {exc}", file=sys.stderr)
-        return exc.code
-    except ToolError as exc:
-        print(f"job.py {args.command}: {exc}", file=sys.stderr)
-        return 1
+    except (JobError, ToolError) as exc:
+        print(f"{prog} {args.command}: {exc}", file=sys.stderr)
+        return exc.code if isinstance(exc, JobError) else 1
 
 
 if __name__ == "__main__":
