@@ -89,38 +89,22 @@ def run_bounded(argv: Sequence[str | os.PathLike[str]], *, limit: int, timeout: 
                 hint: str = "") -> bytes:
     """Run argv and return its stdout, but never more than `limit` bytes of it: a tool that
     would write more (a decompression bomb) is killed and that is a ToolError."""
-    import tempfile
     import time
     args = [os.fspath(a) for a in argv]
     tool = Path(args[0]).name
     log.debug("run %s (output limit %d bytes)", " ".join(args), limit)
-    with tempfile.TemporaryFile() as err:
-        try:
-            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
-        except FileNotFoundError as exc:
-            raise ToolError(tool, args, 127, str(exc), hint or f"{tool} is not installed") from exc
-        end = time.monotonic() + timeout
+    end = time.monotonic() + timeout
+
+    def read_all(pipe: IO[bytes]) -> bytes:
         out = bytearray()
-        try:
-            assert proc.stdout is not None
-            while chunk := proc.stdout.read1(1 << 16):
-                out += chunk
-                if len(out) > limit:
-                    raise ToolError(tool, args, None, f"wrote more than {limit} bytes; stopped", hint)
-                if time.monotonic() > end:
-                    raise ToolError(tool, args, None, f"no answer within {timeout} s", hint)
-            rc = proc.wait(timeout=max(0.1, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            raise ToolError(tool, args, None, f"no answer within {timeout} s", hint) from None
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-        if rc != 0:
-            err.seek(0)
-            raise ToolError(tool, args, rc, err.read().decode("utf-8", "replace"), hint)
-    return bytes(out)
+        while chunk := pipe.read1(1 << 16):
+            out += chunk
+            if len(out) > limit:
+                raise ToolError(tool, args, None, f"wrote more than {limit} bytes; stopped", hint)
+            if time.monotonic() > end:
+                raise ToolError(tool, args, None, f"no answer within {timeout} s", hint)
+        return bytes(out)
+    return stream(args, read_all, timeout=timeout, hint=hint)
 
 
 def stream(argv: Sequence[str | os.PathLike[str]], consume: Callable[[IO[bytes]], T], *,
