@@ -180,9 +180,14 @@ def pinned_commit(cfg) -> str:
     return text.split("#commit=")[1][:40]
 
 
-def test_an_aosp_snap_commit_with_identical_files_changes_nothing(agents_cfg, avf):
+def test_an_aosp_snap_commit_with_identical_files_changes_nothing(agents_cfg, avf, monkeypatch):
+    from avfrepo.packages import guest_agents
     cfg = agents_cfg
     sync(cfg)
+    sync(cfg)       # records the agents' render (the first one saw fewer package names than the next)
+    renders = []
+    real = guest_agents.render
+    monkeypatch.setattr(guest_agents, "render", lambda ctx: (renders.append(ctx), real(ctx))[1])
     r10 = avf.repo.git.rev_parse("android-16.0.0_r10^{commit}")
     assert pinned_commit(cfg) == r10
     before = {k: v for k, v in snapshot(cfg).items() if k != "avfrepo-state.json"}
@@ -193,6 +198,7 @@ def test_an_aosp_snap_commit_with_identical_files_changes_nothing(agents_cfg, av
     agents = report.packages[1]
     assert agents.action == "unchanged" and agents.old == "16.0.0.r10-1"
     assert any("byte-identical" in r and "stays at android-16.0.0_r10" in r for r in agents.reasons)
+    assert renders == []        # its inputs are those of its last render once pinned: not rendered again
     assert {k: v for k, v in snapshot(cfg).items() if k != "avfrepo-state.json"} == before
     st = state_mod.load(cfg.state_file)
     assert st.upstreams["avf"].version == "android-16.0.0_r11"

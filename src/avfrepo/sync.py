@@ -434,10 +434,11 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
     config_bytes = cfg.file.read_bytes() if cfg.file and Path(cfg.file).is_file() else b""
     key_id = render_record.key_identity(cfg.signing.gnupg_home)
 
-    def inputs_digest(name: str, avail: dict, tree: dict[str, bytes]) -> str:
+    def inputs_digest(name: str, avail: dict, tree: dict[str, bytes], rels: dict[str, Release] | None = None) -> str:
         ups = registry[name].UPSTREAMS
+        rels = rels or releases
         return render_record.digest(
-            config_bytes=config_bytes, releases=[releases[u] for u in ups], tree=tree, available=avail,
+            config_bytes=config_bytes, releases=[rels[u] for u in ups], tree=tree, available=avail,
             state=st.packages.get(name), key=key_id if getattr(registry[name], "READS_KEY", False) else [],
             upstream_state=[[u, st.upstreams.get(u)] for u in ups])
 
@@ -451,9 +452,9 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
         READS_AVAILABLE read it (the others get nothing, so their renders cannot depend on it)."""
         return dict(available) if getattr(registry[name], "READS_AVAILABLE", False) else {}
 
-    def as_last_time(name: str, avail: dict) -> str | None:
+    def as_last_time(name: str, avail: dict, rels: dict[str, Release] | None = None) -> str | None:
         """'render' or 'refusal' when the package's inputs are those of its last sync."""
-        d = inputs_digest(name, avail, on_disk_all[name])
+        d = inputs_digest(name, avail, on_disk_all[name], rels)
         if name in st.packages and record.renders.get(name) == d:
             return "render"
         return "refusal" if name in record.refusals and record.refusals[name][0] == d else None
@@ -481,17 +482,20 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
         r = reports[name]
         prev = st.packages.get(name)
         seen_available[name] = sees(name)
-        last = as_last_time(name, seen_available[name]) if name in cached else None
-        if last == "render":
-            r.old = prev.full_version
-            log.debug("%s: inputs as at its last render (%s): not rendered", name, render_record.path(cfg.cache))
-            continue
-        if last == "refusal":
-            r.old = prev.full_version if prev else None
-            r.action, r.problems = "refused", list(record.refusals[name][1])
-            lasting[name] = r.problems
-            r.reasons.append("refused as at the last sync: its inputs did not change since, so it was not "
-                             "rendered again (`sync --rerender` renders it)")
+        def as_before(last: str | None) -> bool:
+            """Report the package as its last sync left it, when its inputs are the same."""
+            if last == "render":
+                r.old = prev.full_version
+                log.debug("%s: inputs as at its last render (%s): not rendered", name, render_record.path(cfg.cache))
+            elif last == "refusal":
+                r.old = prev.full_version if prev else None
+                r.action, r.problems = "refused", list(record.refusals[name][1])
+                lasting[name] = r.problems
+                r.reasons.append("refused as at the last sync: its inputs did not change since, so it was not "
+                                 "rendered again (`sync --rerender` renders it)")
+            return last is not None
+
+        if as_before(as_last_time(name, seen_available[name]) if name in cached else None):
             continue
         missing = [u for u in getattr(registry[name], "TREES", {}) if u not in trees.paths]
         if missing:     # predicted unchanged, but a package rendered before it changed what it sees
@@ -510,6 +514,11 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
             continue
         keep, kept_why = _pinned(name, prev, releases, trees.contents)
         rels = {**releases, **keep}
+        # byte-identical at the new tag: its inputs may be those of its last sync after all
+        if keep and not rerender and name not in discard_edits \
+                and as_before(as_last_time(name, seen_available[name], rels)):
+            r.reasons[:0] = kept_why
+            continue
         reads_key = getattr(registry[name], "READS_KEY", False)
         ctx = Context(cfg, rels, trees.paths, key if reads_key else None, public if reads_key else None,
                       seen_available[name])
