@@ -400,12 +400,23 @@ def _pinned(name: str, prev: state_mod.PackageState | None, releases: dict[str, 
     return keep, reasons
 
 
+def _refuse(r: PackageReport, exc: Exception, lasting: dict[str, list[str]]) -> None:
+    """Refuse a package for `exc`: a RenderProblem is a verdict on its inputs, kept in `lasting`
+    (the render record keeps it); a failed tool, fetch or download is transient, retried."""
+    r.action = "refused"
+    r.problems.append(str(exc))
+    if isinstance(exc, RenderProblem) and not isinstance(exc, ToolProblem):
+        lasting[r.name] = r.problems
+    else:
+        r.transient = True
+
+
 def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
          rerender: bool = False, discard_edits: tuple[str, ...] | list[str] = ()) -> SyncReport:
     """discard_edits: packages whose directory sync may rewrite even where it was edited by hand."""
     report = SyncReport(dry_run=dry_run)
     st = state_mod.load(cfg.state_file)
-    seen_before = state_mod.State(seen={u: dict(t) for u, t in st.seen.items()}).to_json()
+    seen_before = {u: dict(t) for u, t in st.seen.items()}
     registry = _enabled(cfg)
     wanted, report.skipped = _select(cfg, registry, only)
     if stray := [n for n in discard_edits if n not in wanted]:
@@ -504,13 +515,7 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
             trees.problems.update(more.problems)
             trees.contents.update(more.contents)
         if name in trees.problems:
-            exc = trees.problems[name]
-            r.action = "refused"
-            r.problems.append(str(exc))
-            if isinstance(exc, RenderProblem) and not isinstance(exc, ToolProblem):
-                lasting[name] = r.problems
-            else:
-                r.transient = True
+            _refuse(r, trees.problems[name], lasting)
             continue
         keep, kept_why = _pinned(name, prev, releases, trees.contents)
         rels = {**releases, **keep}
@@ -545,12 +550,7 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
                 elif decision is None and not prev.files and wrote:
                     files_found[name] = wrote
         except (RenderProblem, UpstreamError) as exc:
-            r.action = "refused"
-            r.problems.append(str(exc))
-            if isinstance(exc, RenderProblem) and not isinstance(exc, ToolProblem):
-                lasting[name] = r.problems
-            else:
-                r.transient = True
+            _refuse(r, exc, lasting)
             continue
         r.reasons[:0] = kept_why
         trees_read[name] = {u: state_mod.TreeRecord(rels[u].version, rels[u].commit, trees.contents[(name, u)])
@@ -587,7 +587,7 @@ def sync(cfg: Config, *, dry_run: bool = False, only: list[str] | None = None,
         if name not in staged and reports[name].action == "unchanged":
             st.packages[name] = dataclasses.replace(st.packages[name], files=got)
             upstreams_moved = True
-    seen_moved = state_mod.State(seen=st.seen).to_json() != seen_before
+    seen_moved = st.seen != seen_before
     if dry_run:
         return report
     if staged or upstreams_moved or seen_moved:
