@@ -22,14 +22,9 @@ from dataclasses import dataclass
 from ..config import GIT_NET, GitTagsUpstream, NetPolicy
 from ..errors import UpstreamError
 from . import Release
-from .net import Transient, with_retries
+from .net import GIT_PERMANENT, Transient, with_retries
 
 KIND = "git-tags"
-
-# git's words for "this will not get better by asking again"
-_PERMANENT = ("does not appear to be a git repository", "repository not found", "not found",
-              "authentication failed", "could not read username", "invalid username or password")
-
 
 @dataclass(frozen=True)
 class TagRef:
@@ -70,7 +65,7 @@ def ls_remote(name: str, url: str, net: NetPolicy | None = None, options: tuple[
         reason = "git ls-remote failed: " + ((fatal or lines or ["unknown error"])[0])
         if proc.returncode < 0:
             raise Transient(f"git ls-remote was killed by signal {-proc.returncode}")
-        if any(word in stderr.lower() for word in _PERMANENT):
+        if any(word in stderr.lower() for word in GIT_PERMANENT):
             raise UpstreamError(name, url, reason)
         raise Transient(reason)
 
